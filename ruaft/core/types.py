@@ -151,7 +151,8 @@ class AppendEntries:
 class AppendEntriesResponse:
     """Reply to AppendEntries.
 
-    On success `match_index` is the index of the last entry the follower now holds that is
+    `prev_log_index` echoes the request's, so the leader can tell a fresh answer from a stale
+    one. On success `match_index` is the index of the last entry the follower now holds that is
     known to match the leader's log. On rejection the follower gives the fast back-off hint of
     the paper's §5.3 note: `conflict_term` is the term of its entry at `prev_log_index` (0 when
     its log is too short) and `conflict_index` the first index it holds of that term (or its
@@ -162,6 +163,7 @@ class AppendEntriesResponse:
     to_peer: PeerId
     term: int
     success: bool
+    prev_log_index: int = 0
     match_index: int = 0
     conflict_index: int = 0
     conflict_term: int = 0
