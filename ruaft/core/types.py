@@ -274,7 +274,8 @@ class Ready:
        stable storage before responding to RPCs").
     2. send `messages` (best effort; Raft tolerates loss, duplication and reordering);
     3. hand `apply_snapshot` (if any) and then `committed_entries`, in order, to the state
-       machine; `read_states` may be served once their index has been applied;
+       machine; `read_states` may be served once their index has been applied, and the reads
+       in `failed_reads` answered with an error;
     4. call `core.advance(ready)` — only after step 1 is durable, because `advance` is what
        tells a leader that its own entries now count toward a majority (thesis §10.2.1).
 
@@ -289,6 +290,8 @@ class Ready:
     committed_entries: tuple[Entry, ...] = ()
     apply_snapshot: Snapshot | None = None
     read_states: tuple[ReadState, ...] = ()
+    failed_reads: tuple[int, ...] = ()
+    """Contexts of ReadIndex requests that will never be confirmed (leadership was lost)."""
 
     def is_empty(self) -> bool:
         return not (
@@ -299,6 +302,7 @@ class Ready:
             or self.committed_entries
             or self.apply_snapshot is not None
             or self.read_states
+            or self.failed_reads
         )
 
     def must_persist(self) -> bool:
