@@ -1,0 +1,419 @@
+"""The Raft runtime: one event-loop thread owns the core; an apply thread feeds the application.
+
+This is the original Ruaft's public face — create, `start`, `get_state`, `kill` — over the
+pure core. Its threads replace the original's daemons:
+
+* the **event loop** polls the transport, steps the core with every message that arrived
+  (so one Ready covers them all: group commit), ticks it on the monotonic clock, persists
+  each Ready in one durable storage write, and only then sends the Ready's messages;
+* the **apply thread** hands committed commands and installed snapshots to
+  `apply_command`, strictly in order; a slow application never stalls elections or
+  replication;
+* snapshot requests: when the persisted Raft state passes `RuntimeConfig.max_raft_state`,
+  the apply thread calls `request_snapshot(applied_index)` after everything applied so far,
+  and the application answers with `snapshot(index, data)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence, Union
+
+import msgpack
+
+from ruaft.core.raft import RaftCore
+from ruaft.core.types import Config, PeerId, Ready, Role
+from ruaft.logsetup import PeerLogger
+from ruaft.storage.base import Storage
+from ruaft.transport import Transport
+
+
+class RaftError(Exception):
+    """Base of the runtime's errors."""
+
+
+class NotLeaderError(RaftError):
+    """This peer is not the leader (or lost leadership before the request completed)."""
+
+
+class RaftStoppedError(RaftError):
+    """The runtime was killed or died of an error; it takes no more requests."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandApplied:
+    """A committed command, delivered to `apply_command` in log order. `command` is None for
+    a leader's no-op entry."""
+
+    index: int
+    term: int
+    command: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotApplied:
+    """A snapshot the application must restore its state from (at start-up, or installed from
+    the leader). Commands after `index` follow."""
+
+    index: int
+    term: int
+    data: bytes
+
+
+ApplyMsg = Union[CommandApplied, SnapshotApplied]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Runtime tuning: wall time per tick, the core's config, the snapshot threshold."""
+
+    tick_seconds: float = 0.05
+    core: Config = field(default_factory=Config)
+    max_raft_state: int | None = None
+    """Ask the application for a snapshot once `raft_state_size()` exceeds this (bytes)."""
+    seed: int | None = None
+    """Seeds the election-timeout randomness (None: from the OS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    """A consistent snapshot of one peer's Raft state, for status pages and tests."""
+
+    me: PeerId
+    term: int
+    role: Role
+    leader_id: PeerId
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+    state_bytes: int
+    snapshot_bytes: int
+    dropped: dict[str, int]
+
+
+def encode_command(command: Any) -> bytes:
+    """Commands travel and persist as msgpack; raises TypeError if not serialisable."""
+    try:
+        return msgpack.packb(command, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"command is not msgpack-serialisable: {exc}") from exc
+
+
+def decode_command(data: bytes) -> Any:
+    """Inverse of `encode_command`; the no-op entry (empty data) decodes to None."""
+    if not data:
+        return None
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+_STOP = object()
+_SNAPSHOT_REQUEST = object()
+
+
+class Raft:
+    """One Raft peer. Thread-safe; see the module docstring for its threads.
+
+    Ownership: the runtime takes `storage` and `transport` and closes both in `kill()`.
+    `apply_command` and `request_snapshot` run on the apply thread, never concurrently with
+    each other; they may call `start`, `snapshot`, `get_state` (but must not call `kill`
+    and wait for it).
+    """
+
+    def __init__(
+        self,
+        peers: Sequence[PeerId],
+        me: PeerId,
+        storage: Storage,
+        apply_command: Callable[[ApplyMsg], None],
+        request_snapshot: Callable[[int], None] | None = None,
+        config: RuntimeConfig | None = None,
+        *,
+        transport: Transport,
+        logger: logging.Logger | None = None,
+    ):
+        self.config = config or RuntimeConfig()
+        self.me = me
+        self._storage = storage
+        self._transport = transport
+        self._apply_command = apply_command
+        self._request_snapshot = request_snapshot
+        self._log = PeerLogger(logger or logging.getLogger("ruaft"), self._log_context)
+        rng = random.Random(self.config.seed)
+        self._lock = threading.Lock()
+        self._core = RaftCore(
+            me, peers, rng=rng, initial=storage.initial_state(), config=self.config.core
+        )
+        self._state_bytes = storage.raft_state_size()
+        self._snapshot_bytes = storage.snapshot_size()
+        self._last_role = self._core.role
+        self._last_term = self._core.term
+
+        self._stopping = threading.Event()
+        self._errors: list[BaseException] = []
+        self._reads: dict[int, concurrent.futures.Future[int]] = {}
+        self._read_ids = itertools.count(1)
+        self._snapshot_requested = False
+        self._apply_queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._applied_index = 0
+        self._apply_cond = threading.Condition()
+
+        self._loop_thread = threading.Thread(
+            target=self._guard, args=(self._run_loop,), name=f"raft-{me}-loop", daemon=True
+        )
+        self._apply_thread = threading.Thread(
+            target=self._guard, args=(self._run_apply,), name=f"raft-{me}-apply", daemon=True
+        )
+        self._log.info("starting with %d peers, last index %d, commit %d, snapshot %d",
+                       len(peers), self._core.last_index, self._core.commit_index,
+                       self._core.snapshot_index)
+        self._apply_thread.start()
+        self._loop_thread.start()
+
+    # ================================================================ public API
+
+    def start(self, command: Any) -> tuple[int, int] | None:
+        """Propose `command` (any msgpack-serialisable value) for the log.
+
+        Returns (index, term) where it will be committed if this peer stays leader, or None
+        if this peer is not the leader. There is no promise it commits: watch `apply_command`
+        for `index` and compare the term. Raises TypeError for an unserialisable command and
+        RaftStoppedError after `kill()`.
+        """
+        data = encode_command(command)
+        with self._lock:
+            self._check_running()
+            result = self._core.propose(data)
+        if result is not None:
+            self._transport.wakeup()
+        return result
+
+    def start_many(self, commands: Sequence[Any]) -> tuple[int, int] | None:
+        """Propose several commands as one batch at consecutive indexes; returns the (index,
+        term) of the first, or None if not leader."""
+        datas = [encode_command(c) for c in commands]
+        with self._lock:
+            self._check_running()
+            first = self._core.propose_many(datas)
+            term = self._core.term
+        if first is None:
+            return None
+        self._transport.wakeup()
+        return first, term
+
+    def get_state(self) -> tuple[int, bool]:
+        """(current term, whether this peer believes it is the leader)."""
+        with self._lock:
+            return self._core.term, self._core.role is Role.LEADER
+
+    def status(self) -> RaftStatus:
+        with self._lock:
+            core = self._core
+            return RaftStatus(
+                me=self.me, term=core.term, role=core.role, leader_id=core.leader_id,
+                commit_index=core.commit_index, applied_index=self._applied_index,
+                last_index=core.last_index, snapshot_index=core.snapshot_index,
+                state_bytes=self._state_bytes, snapshot_bytes=self._snapshot_bytes,
+                dropped=dict(core.dropped),
+            )
+
+    def snapshot(self, index: int, data: bytes) -> None:
+        """The application's snapshot of its state through applied index `index`.
+
+        Raft discards the log up to `index` and persists `data` as its snapshot (paper §7).
+        Must be called only for an index already delivered to `apply_command`; a snapshot at
+        or below the current one is ignored.
+        """
+        with self._lock:
+            self._check_running()
+            self._snapshot_requested = False
+            if index > self._core.applied_index:
+                raise ValueError(f"snapshot at {index} beyond applied {self._core.applied_index}")
+            self._core.compact(index, data)
+        self._transport.wakeup()
+
+    def request_read(self) -> concurrent.futures.Future[int]:
+        """Ask for a linearizable read point (ReadIndex, thesis §6.4).
+
+        The future resolves to an index: once the application has applied it, a read of its
+        state is linearizable. It fails with NotLeaderError if this peer is not (or stops
+        being) the leader, RaftStoppedError on kill.
+        """
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        with self._lock:
+            self._check_running()
+            context = next(self._read_ids)
+            if not self._core.read_index(context):
+                future.set_exception(NotLeaderError(f"peer {self.me} is not the leader"))
+                return future
+            self._reads[context] = future
+        self._transport.wakeup()
+        return future
+
+    def read_index(self, timeout: float | None = None) -> int:
+        """Blocking `request_read`; raises TimeoutError after `timeout` seconds."""
+        return self.request_read().result(timeout)
+
+    async def read_index_async(self) -> int:
+        """`request_read` for asyncio code."""
+        return await asyncio.wrap_future(self.request_read())
+
+    def wait_applied(self, index: int, timeout: float | None = None) -> bool:
+        """Block until `apply_command` has returned for `index` (or a later one)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._apply_cond:
+            while self._applied_index < index and not self._stopping.is_set():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._apply_cond.wait(remaining)
+            return self._applied_index >= index
+
+    @property
+    def error(self) -> BaseException | None:
+        """The first error that stopped this peer, if any (kill() re-raises it)."""
+        return self._errors[0] if self._errors else None
+
+    def transfer_leadership(self, target: PeerId) -> bool:
+        """Ask the leader to hand leadership to `target` (thesis §3.10)."""
+        with self._lock:
+            self._check_running()
+            ok = self._core.transfer_leadership(target)
+        self._transport.wakeup()
+        return ok
+
+    def kill(self) -> None:
+        """Stop every thread, wait for them, close transport and storage; then re-raise the
+        first error recorded inside (invariant violation, storage failure, callback
+        exception), as the original's kill() panics. Idempotent."""
+        self._stopping.set()
+        self._transport.wakeup()
+        self._apply_queue.put(_STOP)
+        current = threading.current_thread()
+        for thread in (self._loop_thread, self._apply_thread):
+            if thread is not current and thread.is_alive():
+                thread.join()
+        with self._apply_cond:
+            self._apply_cond.notify_all()
+        with self._lock:
+            reads, self._reads = self._reads, {}
+        for future in reads.values():
+            if not future.done():
+                future.set_exception(RaftStoppedError("raft was killed"))
+        self._transport.close()
+        self._storage.close()
+        if self._errors:
+            error = self._errors[0]
+            for extra in self._errors[1:]:
+                error.add_note(f"also: {extra!r}")
+            raise error
+
+    # ================================================================ threads
+
+    def _check_running(self) -> None:
+        if self._stopping.is_set():
+            raise RaftStoppedError(f"peer {self.me} is stopped") from self.error
+
+    def _log_context(self) -> str:
+        core = self._core
+        return f"peer={self.me} term={core.term} role={core.role.value}"
+
+    def _guard(self, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as exc:  # recorded for kill(); the peer stops
+            self._log.exception("stopping on error: %r", exc)
+            self._errors.append(exc)
+            self._stopping.set()
+            self._apply_queue.put(_STOP)
+            self._transport.wakeup()
+            with self._apply_cond:
+                self._apply_cond.notify_all()
+
+    def _run_loop(self) -> None:
+        tick_seconds = self.config.tick_seconds
+        next_tick = time.monotonic() + tick_seconds
+        while not self._stopping.is_set():
+            timeout = max(0.0, next_tick - time.monotonic())
+            with self._lock:
+                pending = self._core.has_ready()
+            messages = self._transport.poll(0.0 if pending else timeout)
+            with self._lock:
+                for message in messages:
+                    self._core.step(message)
+                if time.monotonic() >= next_tick:
+                    self._core.tick()
+                    next_tick = time.monotonic() + tick_seconds
+                rd = self._core.ready() if self._core.has_ready() else None
+                self._note_role_change()
+            if rd is not None:
+                self._handle_ready(rd)
+
+    def _handle_ready(self, rd: Ready) -> None:
+        # Persist before sending: the Ready contract (ruaft.core.types.Ready).
+        if rd.must_persist():
+            self._storage.save(rd.hard_state, rd.entries, rd.snapshot)
+            self._state_bytes = self._storage.raft_state_size()
+            if rd.snapshot is not None:
+                self._snapshot_bytes = self._storage.snapshot_size()
+        if rd.messages:
+            self._transport.send(rd.messages)
+        if rd.apply_snapshot is not None:
+            s = rd.apply_snapshot
+            self._apply_queue.put(SnapshotApplied(s.index, s.term, s.data))
+        for entry in rd.committed_entries:
+            self._apply_queue.put(CommandApplied(entry.index, entry.term, decode_command(entry.data)))
+        with self._lock:
+            self._core.advance(rd)
+            for read in rd.read_states:
+                future = self._reads.pop(read.context, None)
+                if future is not None and not future.done():
+                    future.set_result(read.index)
+            for context in rd.failed_reads:
+                future = self._reads.pop(context, None)
+                if future is not None and not future.done():
+                    future.set_exception(NotLeaderError(f"peer {self.me} lost leadership"))
+            self._maybe_request_snapshot()
+
+    def _maybe_request_snapshot(self) -> None:
+        limit = self.config.max_raft_state
+        if (
+            limit is not None
+            and self._request_snapshot is not None
+            and not self._snapshot_requested
+            and self._state_bytes > limit
+        ):
+            self._snapshot_requested = True
+            # Queued behind the commands applied so far, so the application snapshots a
+            # state that includes them.
+            self._apply_queue.put(_SNAPSHOT_REQUEST)
+
+    def _note_role_change(self) -> None:
+        core = self._core
+        if core.role is not self._last_role or core.term != self._last_term:
+            self._log.info("now %s in term %d (leader %d)", core.role.value, core.term,
+                           core.leader_id)
+            self._last_role, self._last_term = core.role, core.term
+
+    def _run_apply(self) -> None:
+        while True:
+            item = self._apply_queue.get()
+            if item is _STOP or self._stopping.is_set():
+                return
+            if item is _SNAPSHOT_REQUEST:
+                assert self._request_snapshot is not None
+                self._request_snapshot(self._applied_index)
+                continue
+            assert isinstance(item, (CommandApplied, SnapshotApplied))
+            self._apply_command(item)
+            with self._apply_cond:
+                self._applied_index = item.index
+                self._apply_cond.notify_all()
