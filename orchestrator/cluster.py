@@ -119,6 +119,10 @@ class Cluster:
     def log_files(self) -> list[Path]:
         return [self.data_dir(i) / "peer.log" for i in range(self.n)]
 
+    def peer_args(self, i: int) -> list[str]:
+        """Arguments particular to the peer program (subclasses add theirs)."""
+        return ["--snapshot"] if self.snapshot else []
+
     def _rules_for(self, i: int) -> dict[str, Any]:
         return {
             "disabled_links": sorted([a, b] for a, b in self._disabled if i in (a, b)),
@@ -147,8 +151,7 @@ class Cluster:
             ]
             for peer_id, address in self.addresses.items():
                 args += ["--peer", f"{peer_id}={address}"]
-            if self.snapshot:
-                args.append("--snapshot")
+            args += self.peer_args(i)
             self.data_dir(i).mkdir(parents=True, exist_ok=True)
             stderr = open(self.data_dir(i) / "stderr.txt", "ab")
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stderr,
