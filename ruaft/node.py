@@ -373,15 +373,17 @@ class Raft:
             self._apply_queue.put(CommandApplied(entry.index, entry.term, decode_command(entry.data)))
         with self._lock:
             self._core.advance(rd)
-            for read in rd.read_states:
-                future = self._reads.pop(read.context, None)
-                if future is not None and not future.done():
-                    future.set_result(read.index)
-            for context in rd.failed_reads:
-                future = self._reads.pop(context, None)
-                if future is not None and not future.done():
-                    future.set_exception(NotLeaderError(f"peer {self.me} lost leadership"))
+            confirmed = [(self._reads.pop(r.context, None), r.index) for r in rd.read_states]
+            failed = [self._reads.pop(context, None) for context in rd.failed_reads]
             self._maybe_request_snapshot()
+        # Futures are resolved outside the lock: their callbacks are the application's code
+        # and may take the application's locks (which in turn call into this object).
+        for future, index in confirmed:
+            if future is not None and not future.done():
+                future.set_result(index)
+        for future in failed:
+            if future is not None and not future.done():
+                future.set_exception(NotLeaderError(f"peer {self.me} lost leadership"))
 
     def _maybe_request_snapshot(self) -> None:
         limit = self.config.max_raft_state

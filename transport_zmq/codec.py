@@ -273,73 +273,29 @@ def describe_layouts() -> dict[str, list[str]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Classifying msgpack failures (error path only).
+# Classifying msgpack failures.
 
 
-def _scan_msgpack(buf: bytes) -> DecodeErrorKind | None:
-    """Walk the msgpack structure of `buf` by its headers alone, allocating nothing.
+def _classify_unpack_failure(frame: bytes) -> DecodeErrorKind:
+    """Why ``msgpack.unpackb`` refused `frame`: TRUNCATED if the bytes end inside the object
+    they start, MALFORMED otherwise (a never-used type byte, nesting too deep, trailing bytes,
+    or a complete object with a map, an ext or invalid UTF-8).
 
-    Returns TRUNCATED if `buf` ends inside the object it starts, MALFORMED for a never-used
-    type byte (0xc1) or bytes after the object, None if `buf` is exactly one complete object
-    (then msgpack refused it for another reason: a map, an ext, invalid UTF-8, nesting...).
-    Used only after ``msgpack.unpackb`` failed: unpackb says "incomplete input" for some
-    truncations but "N exceeds max_array_len" for others (our length bounds are derived from
-    the frame's own size), so its messages cannot tell TRUNCATED apart reliably.
-    Each step consumes at least one byte, so a bogus 2**32 element count costs O(len(buf)).
+    ``unpackb``'s own errors cannot tell truncation apart reliably: with length bounds taken
+    from the frame's size (see `RaftCodec._decode`), a cut inside a long entries array fails
+    as "N exceeds max_array_len" rather than "incomplete input". ``Unpacker.skip()`` walks the
+    structure in C by its headers alone — allocating nothing and enforcing no length bound —
+    and ends with OutOfData exactly when the input is incomplete. Error path only.
     """
-    n = len(buf)
-    pos = 0
-    pending = 1  # objects still to read
-    while pending:
-        if pos >= n:
-            return DecodeErrorKind.TRUNCATED
-        b = buf[pos]
-        pos += 1
-        pending -= 1
-        if b <= 0x7F or b >= 0xE0:  # positive / negative fixint
-            continue
-        if b <= 0x8F:  # fixmap
-            pending += 2 * (b & 0x0F)
-        elif b <= 0x9F:  # fixarray
-            pending += b & 0x0F
-        elif b <= 0xBF:  # fixstr
-            pos += b & 0x1F
-        elif b == 0xC1:
-            return DecodeErrorKind.MALFORMED
-        elif b in (0xC0, 0xC2, 0xC3):  # nil, false, true
-            continue
-        elif 0xC4 <= b <= 0xC6 or 0xD9 <= b <= 0xDB:  # bin8/16/32, str8/16/32
-            width = 1 << ((b - 0xC4) if b <= 0xC6 else (b - 0xD9))
-            if pos + width > n:
-                return DecodeErrorKind.TRUNCATED
-            pos += width + int.from_bytes(buf[pos : pos + width], "big")
-        elif 0xC7 <= b <= 0xC9:  # ext8/16/32: length, type byte, payload
-            width = 1 << (b - 0xC7)
-            if pos + width > n:
-                return DecodeErrorKind.TRUNCATED
-            pos += width + 1 + int.from_bytes(buf[pos : pos + width], "big")
-        elif b == 0xCA:  # float32
-            pos += 4
-        elif b == 0xCB:  # float64
-            pos += 8
-        elif 0xCC <= b <= 0xCF:  # uint8..64
-            pos += 1 << (b - 0xCC)
-        elif 0xD0 <= b <= 0xD3:  # int8..64
-            pos += 1 << (b - 0xD0)
-        elif 0xD4 <= b <= 0xD8:  # fixext 1..16: type byte + payload
-            pos += 1 + (1 << (b - 0xD4))
-        else:  # 0xDC..0xDF: array16/32, map16/32
-            width = 2 if b in (0xDC, 0xDE) else 4
-            if pos + width > n:
-                return DecodeErrorKind.TRUNCATED
-            count = int.from_bytes(buf[pos : pos + width], "big")
-            pos += width
-            pending += count if b <= 0xDD else 2 * count
-    if pos > n:
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(frame), 1))
+    unpacker.feed(frame)
+    try:
+        unpacker.skip()
+    except msgpack.OutOfData:
         return DecodeErrorKind.TRUNCATED
-    if pos < n:
+    except Exception:  # FormatError (0xc1), StackError (too deep), ...
         return DecodeErrorKind.MALFORMED
-    return None
+    return DecodeErrorKind.MALFORMED
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +400,7 @@ class RaftCodec:
                 max_ext_len=0,
             )
         except Exception as e:  # ExtraData, FormatError, StackError, ValueError, ...
-            kind = _scan_msgpack(bytes(frame)) or DecodeErrorKind.MALFORMED
+            kind = _classify_unpack_failure(frame)
             raise DecodeError(kind, f"msgpack: {type(e).__name__}: {e}") from None
         if type(f) is not list or not f:
             raise DecodeError(DecodeErrorKind.MALFORMED, "not a non-empty array")
