@@ -33,10 +33,12 @@ MAX_REQUEST_BYTES = 16 << 20
 class RpcError(Exception):
     """A definite error reply from the server (the request was refused)."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, fields: Mapping[str, Any] | None = None):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+        self.fields = dict(fields or {})
+        """The whole error reply (e.g. a `leader_hint`)."""
 
 
 class RpcServer:
@@ -206,7 +208,8 @@ class RpcClient:
             if not isinstance(reply, dict) or reply.get("id") != request_id:
                 continue
             if not reply.get("ok", False):
-                raise RpcError(str(reply.get("error_kind", "error")), str(reply.get("error", "")))
+                raise RpcError(str(reply.get("error_kind", "error")), str(reply.get("error", "")),
+                               reply)
             return reply
 
     def call(self, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:

@@ -1,0 +1,341 @@
+"""The KV server: the composition root of a KV peer process.
+
+    python -m kv --id 0 --peer 0=tcp://127.0.0.1:7000 --peer 1=... \
+        --client-listen tcp://127.0.0.1:7200 --data-dir DIR [--maxraftstate BYTES] \
+        [--control tcp://127.0.0.1:7100]   # test mode: control endpoint + fault injector
+
+Writes (put, append) go through the Raft log and are answered once applied. Reads (get)
+are linearizable through ReadIndex (thesis §6.4): no log write, answered once the state
+machine has applied the confirmed read index. A non-leader answers `wrong_leader` with the
+leader's id as a hint. Errors are definite (`wrong_leader`, `bad_request`, `too_large`:
+nothing happened) or, on the client's side, indefinite (no answer in time: the write may
+or may not have happened).
+
+Locking: the server's lock is always taken before the runtime's (the apply thread holds
+ours while it calls `raft.snapshot`; request handlers hold ours while they call
+`raft.start`), and the runtime never calls back into us while holding its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ruaft import CommandApplied, NotLeaderError, Raft, RaftStoppedError, RuntimeConfig, SnapshotApplied
+from ruaft.core.types import Config
+from ruaft.logsetup import configure_peer_logging
+from ruaft.storage import LmdbStorage
+from transport_zmq.codec import RaftCodec
+from transport_zmq.control import ControlEndpoint
+from transport_zmq.faults import FaultInjector
+from transport_zmq.rpc import RpcServer
+from transport_zmq.transport import ZmqTransport
+from kv.state_machine import WRITE_OPS, KVCommand, KVStateMachine
+
+log = logging.getLogger("ruaft.kv")
+
+MAX_KEY_BYTES = 1 << 10
+MAX_VALUE_BYTES = 1 << 20
+PENDING_TIMEOUT = 60.0
+"""Requests not answered within this many seconds are forgotten (their client gave up)."""
+
+
+@dataclass(slots=True)
+class _PendingWrite:
+    identity: bytes
+    request_id: int
+    client_id: str
+    seq: int
+    since: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class KVServerConfig:
+    """Everything a KV peer needs to start."""
+
+    me: int
+    raft_addresses: Mapping[int, str]
+    client_address: str
+    data_dir: Path
+    cluster_id: str = "ruaft"
+    max_raft_state: int | None = None
+    control_address: str | None = None
+    """Test mode: serve the control endpoint and carry a fault injector."""
+    initial_faults: Mapping[str, Any] | None = None
+    tick_seconds: float = 0.05
+    seed: int | None = None
+
+
+def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"ok": False, "error_kind": kind, "error": message, **extra}
+
+
+class KVServer:
+    """One KV peer: LMDB storage, ZeroMQ transport, Raft runtime, state machine, and the
+    client endpoint (plus the control endpoint in test mode). `close()` stops it all."""
+
+    def __init__(self, config: KVServerConfig):
+        self.config = config
+        self.me = config.me
+        self._lock = threading.Lock()
+        self._sm = KVStateMachine()
+        self._pending_writes: dict[int, list[_PendingWrite]] = {}
+        self._pending_reads: list[tuple[int, int, bytes, int, str]] = []  # heap by read index
+        self._read_seq = 0
+        self.counters: dict[str, int] = {"puts": 0, "appends": 0, "gets": 0, "duplicates": 0,
+                                         "bad_requests": 0, "wrong_leader": 0}
+        self.errors: list[str] = []
+        test_mode = config.control_address is not None
+        self.faults = FaultInjector(seed=config.seed) if test_mode else None
+        if self.faults is not None and config.initial_faults:
+            self.faults.apply(config.initial_faults)
+        storage = LmdbStorage(config.data_dir / "raft", cluster_id=config.cluster_id)
+        try:
+            codec = RaftCodec(config.cluster_id, config.raft_addresses.keys(), max_frame_bytes=64 << 20)
+            self.transport = ZmqTransport(config.me, config.raft_addresses, codec=codec,
+                                          faults=self.faults)
+        except BaseException:
+            storage.close()
+            raise
+        runtime = RuntimeConfig(tick_seconds=config.tick_seconds, core=Config(),
+                                max_raft_state=config.max_raft_state, seed=config.seed)
+        self.raft = Raft(sorted(config.raft_addresses), config.me, storage, self._apply,
+                         self._snapshot_requested, runtime, transport=self.transport)
+        self.clients = RpcServer(config.client_address, self._handle_client, name="kv")
+        self.control = (
+            ControlEndpoint(config.control_address, self.raft, self.transport, self.faults,
+                            stats=lambda: {"kv": dict(self.counters)})
+            if config.control_address else None
+        )
+
+    # ================================================================ client requests
+
+    def _handle_client(self, identity: bytes, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        op = request["op"]
+        request_id: int = request["id"]
+        if op == "get":
+            return self._handle_get(identity, request_id, request)
+        if op in WRITE_OPS:
+            return self._handle_write(identity, request_id, op, request)
+        if op == "status":
+            status = self.raft.status()
+            return {"ok": True, "id": self.me, "role": status.role.value, "term": status.term,
+                    "leader_id": status.leader_id, "commit_index": status.commit_index,
+                    "applied_index": status.applied_index, "last_index": status.last_index,
+                    "snapshot_index": status.snapshot_index, "state_bytes": status.state_bytes,
+                    "pid": os.getpid()}
+        self.counters["bad_requests"] += 1
+        return _error("bad_request", f"unknown op {op!r}")
+
+    def _validate_key(self, request: Mapping[str, Any]) -> str | dict[str, Any]:
+        key = request.get("key")
+        if not isinstance(key, str):
+            self.counters["bad_requests"] += 1
+            return _error("bad_request", "key must be a string")
+        if len(key.encode()) > MAX_KEY_BYTES:
+            self.counters["bad_requests"] += 1
+            return _error("too_large", f"key longer than {MAX_KEY_BYTES} bytes")
+        return key
+
+    def _wrong_leader(self) -> dict[str, Any]:
+        self.counters["wrong_leader"] += 1
+        return _error("wrong_leader", f"peer {self.me} is not the leader",
+                      leader_hint=self.raft.status().leader_id)
+
+    def _handle_write(self, identity: bytes, request_id: int, op: str,
+                      request: Mapping[str, Any]) -> dict[str, Any] | None:
+        key = self._validate_key(request)
+        if isinstance(key, dict):
+            return key
+        value, client_id, seq = request.get("value"), request.get("client_id"), request.get("seq")
+        if not isinstance(value, str) or not isinstance(client_id, str) or not client_id:
+            self.counters["bad_requests"] += 1
+            return _error("bad_request", "value and client_id must be strings")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            self.counters["bad_requests"] += 1
+            return _error("bad_request", "seq must be a positive integer")
+        if len(value.encode()) > MAX_VALUE_BYTES:
+            self.counters["bad_requests"] += 1
+            return _error("too_large", f"value longer than {MAX_VALUE_BYTES} bytes")
+        command = KVCommand(client_id, seq, op, key, value)
+        with self._lock:
+            if self._sm.is_duplicate(client_id, seq):
+                # Already applied (a retry whose first reply was lost): answer from the table.
+                self.counters["duplicates"] += 1
+                return {"ok": True}
+            try:
+                started = self.raft.start(command.encode())
+            except RaftStoppedError:
+                return _error("unavailable", "server is stopping")
+            if started is None:
+                return self._wrong_leader()
+            self.counters[op + "s"] += 1
+            self._pending_writes.setdefault(started[0], []).append(
+                _PendingWrite(identity, request_id, client_id, seq))
+        return None  # answered by _apply once committed
+
+    def _handle_get(self, identity: bytes, request_id: int,
+                    request: Mapping[str, Any]) -> dict[str, Any] | None:
+        key = self._validate_key(request)
+        if isinstance(key, dict):
+            return key
+        self.counters["gets"] += 1
+        try:
+            future = self.raft.request_read()
+        except RaftStoppedError:
+            return _error("unavailable", "server is stopping")
+
+        def confirmed(done: Any) -> None:
+            try:
+                read_index = done.result()
+            except NotLeaderError:
+                self.clients.reply(identity, request_id, self._wrong_leader())
+                return
+            except RaftStoppedError:
+                self.clients.reply(identity, request_id, _error("unavailable", "server is stopping"))
+                return
+            with self._lock:
+                if self._sm.applied_index >= read_index:
+                    self.clients.reply(identity, request_id, {"ok": True, "value": self._sm.get(key)})
+                else:
+                    self._read_seq += 1
+                    heapq.heappush(self._pending_reads,
+                                   (read_index, self._read_seq, identity, request_id, key))
+
+        future.add_done_callback(confirmed)
+        return None
+
+    # ================================================================ apply thread
+
+    def _apply(self, msg: CommandApplied | SnapshotApplied) -> None:
+        with self._lock:
+            if isinstance(msg, SnapshotApplied):
+                self._sm.restore(msg.data)
+                self._sm.applied_index = msg.index
+                for index in [i for i in self._pending_writes if i <= msg.index]:
+                    self._answer_writes(index, None)
+            else:
+                result: Any = None
+                command: KVCommand | None = None
+                if msg.command is not None:  # None: a leader's no-op
+                    command = KVCommand.decode(msg.command)
+                    result = self._sm.apply(msg.index, command)
+                else:
+                    self._sm.applied_index = msg.index
+                if msg.index in self._pending_writes:
+                    self._answer_writes(msg.index, command, result)
+            self._answer_reads()
+
+    def _answer_writes(self, index: int, applied: KVCommand | None, result: Any = None) -> None:
+        now = time.monotonic()
+        for pending in self._pending_writes.pop(index, []):
+            if applied is not None and (applied.client_id, applied.seq) == (pending.client_id, pending.seq):
+                self.clients.reply(pending.identity, pending.request_id, {"ok": True, "result": result})
+            elif self._sm.is_duplicate(pending.client_id, pending.seq):
+                self.clients.reply(pending.identity, pending.request_id, {"ok": True})
+            else:
+                # Another entry took this index: our proposal was lost with a leadership change.
+                self.clients.reply(pending.identity, pending.request_id, self._wrong_leader())
+        if len(self._pending_writes) > 10_000:
+            stale = [i for i, ws in self._pending_writes.items()
+                     if all(now - w.since > PENDING_TIMEOUT for w in ws)]
+            for i in stale:
+                del self._pending_writes[i]
+
+    def _answer_reads(self) -> None:
+        while self._pending_reads and self._pending_reads[0][0] <= self._sm.applied_index:
+            _, _, identity, request_id, key = heapq.heappop(self._pending_reads)
+            self.clients.reply(identity, request_id, {"ok": True, "value": self._sm.get(key)})
+
+    def _snapshot_requested(self, applied_index: int) -> None:
+        with self._lock:
+            index = self._sm.applied_index
+            data = self._sm.snapshot()
+            self.raft.snapshot(index, data)
+
+    # ================================================================ lifecycle
+
+    def close(self) -> None:
+        """Stop serving, stop Raft (re-raising any error it recorded)."""
+        if self.control is not None:
+            self.control.close()
+        self.clients.close()
+        self.raft.kill()
+
+
+def parse_peers(specs: list[str]) -> dict[int, str]:
+    peers: dict[int, str] = {}
+    for spec in specs:
+        peer_id, sep, address = spec.partition("=")
+        if not sep or not peer_id.isdigit() or not address:
+            raise SystemExit(f"error: --peer wants ID=ADDRESS, got {spec!r}")
+        peers[int(peer_id)] = address
+    return peers
+
+
+def run_server(config: KVServerConfig, verbose: bool = False) -> int:
+    """Run a KV peer until SIGTERM/SIGINT; returns the process exit status."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    configure_peer_logging(config.data_dir / "peer.log", verbose)
+    error_file = config.data_dir / "peer-error.txt"
+    try:
+        server = KVServer(config)
+    except Exception as exc:
+        log.exception("peer %d could not start", config.me)
+        error_file.write_text(f"could not start: {exc}\n")
+        print(f"peer {config.me}: could not start: {exc}", file=sys.stderr)
+        return 1
+    log.info("peer %d serving clients at %s", config.me, server.clients.address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.05):
+        if server.raft.error is not None:
+            error_file.write_text(repr(server.raft.error) + "\n")
+            log.error("peer %d failed: %r", config.me, server.raft.error)
+            return 1
+    try:
+        server.close()
+    except BaseException as exc:
+        error_file.write_text(repr(exc) + "\n")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kv", description="Run one KV peer.")
+    parser.add_argument("--id", type=int, required=True)
+    parser.add_argument("--peer", action="append", required=True, help="ID=RAFT_ADDRESS, one per peer")
+    parser.add_argument("--client-listen", required=True, help="address for KV clients")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--cluster-id", default="ruaft")
+    parser.add_argument("--maxraftstate", type=int, default=None)
+    parser.add_argument("--control", help="test mode: control endpoint address")
+    parser.add_argument("--faults", help="test mode: initial fault rules (JSON)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--tick-ms", type=float, default=50.0)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    peers = parse_peers(args.peer)
+    if args.id not in peers:
+        parser.error(f"--id {args.id} is not among the --peer ids {sorted(peers)}")
+    config = KVServerConfig(
+        me=args.id, raft_addresses=peers, client_address=args.client_listen,
+        data_dir=Path(args.data_dir), cluster_id=args.cluster_id,
+        max_raft_state=args.maxraftstate, control_address=args.control,
+        initial_faults=json.loads(args.faults) if args.faults else None,
+        tick_seconds=args.tick_ms / 1000.0, seed=args.seed,
+    )
+    code = run_server(config, args.verbose)
+    logging.shutdown()
+    os._exit(code)
