@@ -29,6 +29,9 @@ class Storage(Protocol):
 
     Index invariants: the retained entries are consecutive, from `first_index()` (the snapshot
     index + 1, or 1) to `last_index()`; `last_index() == first_index() - 1` means none.
+
+    Errors: a write that breaks this contract raises ValueError and changes nothing (a caller
+    bug, not a storage failure); StorageError means the storage itself failed.
     """
 
     def initial_state(self) -> InitialState:
@@ -45,7 +48,12 @@ class Storage(Protocol):
         ...
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
-        """Entries [lo, hi). With `max_bytes`, stop before exceeding it (always at least one)."""
+        """Entries [lo, hi). With `max_bytes`, stop before exceeding it (always at least one).
+
+        Each entry counts `len(data)` + a fixed 20 bytes (`ruaft.storage.common.entry_size`,
+        the same measure as `raft_state_size`). Raises KeyError unless
+        first_index() ≤ lo ≤ hi ≤ last_index() + 1 (ValueError if lo > hi).
+        """
         ...
 
     def snapshot(self) -> Snapshot | None: ...
@@ -65,18 +73,28 @@ class Storage(Protocol):
         entry above too: paper §7); then `entries` are written, replacing any stored suffix
         from `entries[0].index` on (which must be ≤ last_index() + 1 and > snapshot index);
         then `hard_state`. Cost is O(len(entries) + entries discarded), never O(log).
+
+        Refused with ValueError (nothing written): a snapshot older than the stored one;
+        entries not consecutive or with decreasing terms; and a resulting hard state whose
+        `commit` exceeds the resulting last index (it would drop committed entries).
         """
         ...
 
     def compact(self, snapshot: Snapshot) -> None:
         """Store an application snapshot and discard entries ≤ its index (one durable write).
 
-        The entries after the snapshot are kept; the snapshot index must be ≤ last_index().
+        The entries after the snapshot are kept; the snapshot index must be ≤ last_index(),
+        not below the stored snapshot's, and `snapshot.term` must equal `term(snapshot.index)`
+        (else ValueError, nothing written).
         """
         ...
 
     def raft_state_size(self) -> int:
-        """Bytes of hard state + retained entries (what TESTS.md's bounds measure)."""
+        """Bytes of hard state + retained entries (what TESTS.md's bounds measure).
+
+        Exactly: 28 (hard state: term, vote, commit as 8 bytes each + a 4-byte CRC) plus, per
+        retained entry, len(data) + 20 (8-byte index, 8-byte term, 4-byte CRC). O(1).
+        """
         ...
 
     def snapshot_size(self) -> int:

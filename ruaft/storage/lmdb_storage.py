@@ -227,11 +227,11 @@ class LmdbStorage:
                 )
                 # Free reader-table slots left by killed processes (they would pin old pages).
                 self._env.reader_check()
-                self._meta_db = self._env.open_db(META_DB, create=False)
-                self._log_db = self._env.open_db(LOG_DB, create=False)
-                self._snap_db = self._env.open_db(SNAPSHOT_DB, create=False)
             except lmdb.Error as e:
                 raise self._open_error(e) from e
+            self._meta_db = self._open_named_db(META_DB)
+            self._log_db = self._open_named_db(LOG_DB)
+            self._snap_db = self._open_named_db(SNAPSHOT_DB)
             self._load(cluster_id)
             if cluster_id is not None and self._cluster_id is None:
                 raw_id = cluster_id.encode()
@@ -258,6 +258,18 @@ class LmdbStorage:
         if isinstance(e, environmental) or getattr(e, "code", 0) in (errno.EACCES, errno.EPERM):
             return StorageError(f"{self._data_file}: cannot open LMDB environment: {e}")
         return self._corrupt(f"unreadable LMDB file: {e}")
+
+    def _open_named_db(self, name: bytes) -> lmdb._Database:
+        import lmdb
+
+        try:
+            return self._env_or_raise().open_db(name, create=False)
+        except lmdb.NotFoundError:
+            raise self._corrupt(
+                f"not a Ruaft store: LMDB database {name.decode()!r} is missing"
+            ) from None
+        except lmdb.Error as e:
+            raise self._open_error(e) from e
 
     def _lock_directory(self) -> None:
         """Take an exclusive flock on `ruaft.lock`: one process (and one object) per directory.
@@ -643,29 +655,26 @@ class LmdbStorage:
         if lo == hi:
             return out
         total = 0
+        expected = lo
         try:
             with env.begin(buffers=True) as txn:
                 cursor = txn.cursor(self._log_db)
-                if not cursor.set_range(encode_index(lo)):
-                    raise _Damage(f"entry {lo} missing from the log")
-                expected = lo
-                for key, value in cursor.iternext():
-                    entry = _decode_entry(key, value)
-                    if entry.index != expected:
-                        raise _Damage(f"index gap in the log: entry {entry.index} follows "
-                                      f"{expected - 1}")
-                    total += len(key) + len(value)
-                    if max_bytes is not None and total > max_bytes and out:
-                        break
-                    out.append(entry)
-                    expected += 1
-                    if expected == hi:
-                        break
+                if cursor.set_range(encode_index(lo)):
+                    for key, value in cursor.iternext():
+                        entry = _decode_entry(key, value)
+                        if entry.index != expected:
+                            raise _Damage(f"index gap in the log: entry {entry.index} follows "
+                                          f"{expected - 1}")
+                        total += len(key) + len(value)  # == entry_size(entry)
+                        if max_bytes is not None and total > max_bytes and out:
+                            return out  # budget spent (at least one entry returned)
+                        out.append(entry)
+                        expected += 1
+                        if expected == hi:
+                            return out
+                raise _Damage(f"log ends at {expected - 1}, expected entries up to {hi - 1}")
         except (_Damage, lmdb.Error) as e:
             raise self._read_error(e) from e
-        if expected != hi and (max_bytes is None or not out):
-            raise self._corrupt(f"log ends at {expected - 1}, expected entries up to {hi - 1}")
-        return out
 
     def snapshot(self) -> Snapshot | None:
         import lmdb
