@@ -136,7 +136,7 @@ class _EdnReader:
 
     def read_sequence(self, close: str) -> list[Any]:
         self.pos += 1
-        items = []
+        items: list[Any] = []
         while True:
             self.skip_space()
             if self.pos >= len(self.text):

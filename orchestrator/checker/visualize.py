@@ -55,6 +55,7 @@ svg .op.pending rect { fill: #eaeef2; stroke: #8c959f; }
 svg .op.indefinite rect { stroke-dasharray: 5 3; fill-opacity: 0.6; }
 svg .op .order { font-weight: 700; fill: #1a7f37; }
 svg .op.failed text { fill: #a40e26; font-weight: 600; }
+svg .op.failed .order { fill: #a40e26; }
 svg .infinity { fill: #8c959f; font-size: 13px; }
 .callout { border-left: 4px solid #cf222e; background: #fff5f5; padding: 8px 12px; margin: 10px 0; }
 .callout code, td code { word-break: break-all; }
@@ -104,66 +105,69 @@ def _timeline_svg(model: Model, partition: PartitionResult) -> str:
     instants = sorted({t for op in ops for t in (op.call, op.effective_return) if not math.isinf(t)})
     rank = {t: i for i, t in enumerate(instants)}
     columns = len(instants) + 1  # one spare column: the "infinity" edge
-    unit = min(56.0, max(12.0, 1000.0 / max(columns, 1)))
-    width = _LEFT + 16 + unit * columns + 24
+    unit = min(160.0, max(18.0, 1100.0 / columns))
+    origin = _LEFT + 16
+    width = origin + unit * columns + 24
     clients = sorted({op.client_id for op in ops}, key=_client_order)
     lane_of = {client: i for i, client in enumerate(clients)}
     height = _TOP * 2 + _LANE_HEIGHT * len(clients)
     order = {index: position for position, index in enumerate(partition.linearization, start=1)}
 
     def x(instant: float) -> float:
-        column = columns - 0.5 if math.isinf(instant) else rank[instant]
-        return _LEFT + 16 + unit * column
+        return origin + unit * (columns - 0.5 if math.isinf(instant) else rank[instant])
 
-    parts = [
-        f'<svg role="img" width="{width:.0f}" height="{height}" viewBox="0 0 {width:.0f} {height}">',
-    ]
-    for client, lane in lane_of.items():
-        y = _TOP + lane * _LANE_HEIGHT
+    # Bar extents, then the free room right of each bar's start in its lane: a label
+    # may run past a short bar, up to the next bar of the same client.
+    extent: dict[int, tuple[float, float]] = {}
+    for index, op in enumerate(ops):
+        left = x(op.call)
+        right = x(op.effective_return) if op.unknown else x(op.return_time) + unit * 0.6
+        extent[index] = (left, max(6.0, right - left))
+    room: dict[int, float] = {}
+    for client in clients:
+        lane = sorted((i for i, op in enumerate(ops) if op.client_id == client), key=lambda i: extent[i][0])
+        for here, after in zip(lane, lane[1:] + [None]):
+            limit = extent[after][0] if after is not None else width - 16
+            room[here] = max(extent[here][1], limit - extent[here][0]) - 8
+
+    parts = [f'<svg role="img" width="{width:.0f}" height="{height}" viewBox="0 0 {width:.0f} {height}">']
+    for client, lane_index in lane_of.items():
+        lane_top = _TOP + lane_index * _LANE_HEIGHT
         parts.append(
-            f'<rect class="lane" x="0" y="{y + 1}" width="{width:.0f}" height="{_LANE_HEIGHT - 2}"/>'
-            f'<text class="lane-label" x="8" y="{y + _LANE_HEIGHT / 2 + 4:.1f}">client {_esc(client)}</text>'
+            f'<rect class="lane" x="0" y="{lane_top + 1}" width="{width:.0f}" height="{_LANE_HEIGHT - 2}"/>'
+            f'<text class="lane-label" x="8" y="{lane_top + _LANE_HEIGHT / 2 + 4:.1f}">'
+            f"{_esc(_elide(f'client {client}', 13))}<title>client {_esc(client)}</title></text>"
         )
     for index, op in enumerate(ops):
         y = _TOP + lane_of[op.client_id] * _LANE_HEIGHT + (_LANE_HEIGHT - _BAR_HEIGHT) / 2
-        left = x(op.call)
-        right = x(op.effective_return) if op.unknown else x(op.return_time) + unit * 0.6
-        bar_width = max(6.0, right - left)
+        left, bar_width = extent[index]
         description = _describe(model, op)
-        classes = ["op"]
         if index == partition.failed:
-            classes.append("failed")
+            kind, badge = "failed", "✗"
         elif index in order:
-            classes.append("linearized")
+            kind, badge = "linearized", f"#{order[index]}"
         else:
-            classes.append("pending")
-        if op.unknown:
-            classes.append("indefinite")
+            kind, badge = "pending", ""
+        classes = f"op {kind} indefinite" if op.unknown else f"op {kind}"
         tooltip = f"{description}\nclient {op.client_id}, call {_show_time(op.call)}, return {_show_time(op.effective_return)}"
-        if index in order:
-            tooltip = f"#{order[index]} in linearization\n" + tooltip
-        if index == partition.failed:
+        if kind == "failed":
             tooltip = "could not be placed\n" + tooltip
-        label_room = int((bar_width - 8) / _CHAR_WIDTH)
-        badge = f"#{order[index]} " if index in order else ""
+        elif kind == "linearized":
+            tooltip = f"#{order[index]} in the linearization\n" + tooltip
         text_y = y + _BAR_HEIGHT / 2 + 4
+        chars = int(room[index] / _CHAR_WIDTH)
         label = ""
-        if label_room >= len(badge) + 1:
-            shown = _elide(description, label_room - len(badge))
-            label = (
-                f'<text x="{left + 4:.1f}" y="{text_y:.1f}">'
-                + (f'<tspan class="order">{_esc(badge)}</tspan>' if badge else "")
-                + f"{_esc(shown)}</text>"
-            )
-        elif badge and label_room >= len(badge) - 1:
-            label = f'<text x="{left + 3:.1f}" y="{text_y:.1f}"><tspan class="order">{_esc(badge.strip())}</tspan></text>'
-        infinity = ""
-        if op.unknown:
-            infinity = f'<text class="infinity" x="{left + bar_width + 3:.1f}" y="{text_y:.1f}">∞</text>'
+        if badge and chars >= len(badge):
+            label += f'<tspan class="order">{_esc(badge)}</tspan>'
+            chars -= len(badge) + 1
+        if chars >= 4:
+            label += f'<tspan dx="{5 if badge else 0}">{_esc(_elide(description, chars))}</tspan>'
         parts.append(
-            f'<g class="{" ".join(classes)}"><title>{_esc(tooltip)}</title>'
+            f'<g class="{classes}"><title>{_esc(tooltip)}</title>'
             f'<rect x="{left:.1f}" y="{y:.1f}" width="{bar_width:.1f}" height="{_BAR_HEIGHT}" rx="3"/>'
-            f"{label}{infinity}</g>"
+            + (f'<text x="{left + 4:.1f}" y="{text_y:.1f}">{label}</text>' if label else "")
+            + (f'<text class="infinity" x="{left + bar_width + 3:.1f}" y="{text_y:.1f}">∞</text>' if op.unknown else "")
+            + "</g>"
         )
     parts.append("</svg>")
     return "".join(parts)

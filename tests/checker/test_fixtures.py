@@ -15,10 +15,12 @@ EXPECTED = {
     "c10-bad": Verdict.ILLEGAL,
 }
 
+from .conftest import FixturePath
+
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 @pytest.mark.parametrize("parallel", [False, None])
-def test_fixture_verdict_and_speed(fixture_path, name: str, parallel: bool | None) -> None:
+def test_fixture_verdict_and_speed(fixture_path: FixturePath, name: str, parallel: bool | None) -> None:
     events = load_history(fixture_path(name))
     started = time.perf_counter()
     result = check_events(MODELS["kv"], events, timeout=30, parallel=parallel)
@@ -32,7 +34,7 @@ def test_fixture_verdict_and_speed(fixture_path, name: str, parallel: bool | Non
 
 
 @pytest.mark.parametrize("name", ["c10-ok", "c10-bad"])
-def test_worker_processes_agree_with_serial(fixture_path, name: str) -> None:
+def test_worker_processes_agree_with_serial(fixture_path: FixturePath, name: str) -> None:
     events = load_history(fixture_path(name))
     serial = check_events(MODELS["kv"], events, parallel=False)
     parallel = check_events(MODELS["kv"], events, parallel=True, workers=2)
@@ -42,7 +44,7 @@ def test_worker_processes_agree_with_serial(fixture_path, name: str) -> None:
     ]
 
 
-def test_bad_histories_explain_the_violation(fixture_path) -> None:
+def test_bad_histories_explain_the_violation(fixture_path: FixturePath) -> None:
     model = MODELS["kv"]
     result = check_events(model, load_history(fixture_path("c01-bad")))
     (illegal,) = result.with_verdict(Verdict.ILLEGAL)

@@ -10,6 +10,7 @@ import pytest
 from orchestrator.checker import (
     MODELS,
     UNKNOWN_OUTPUT,
+    Model,
     CasRegisterModel,
     HistoryError,
     KvModel,
@@ -129,7 +130,7 @@ def test_unknown_flag_overrides_recorded_return() -> None:
         (CAS, op(0, "read", "k", None, 0, 1, True)),
     ],
 )
-def test_validation_rejects_malformed_operations(model, bad: Operation) -> None:
+def test_validation_rejects_malformed_operations(model: Model, bad: Operation) -> None:
     with pytest.raises(HistoryError):
         check_operations(model, [bad])
 

@@ -39,6 +39,7 @@ class WholeStore(Model):
 @pytest.mark.parametrize("model_name", ["kv", "cas-register"])
 def test_checker_agrees_with_oracle(model_name: str) -> None:
     model = MODELS[model_name]
+    assert isinstance(model, KeyedModel)
     rng = random.Random(f"ruaft-checker-oracle-{model_name}")
     seen: Counter[Verdict] = Counter()
     indefinite = 0
