@@ -1,0 +1,205 @@
+"""`ruaft-cluster`: bring up, inspect, break and tear down a local Ruaft KV cluster.
+
+Every command takes `--data-dir DIR` (default `./ruaft-data`), the folder holding the
+cluster file and the peers' data; stay in one folder and you never type it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from kv.clusterfile import CLUSTER_FILE_NAME, ClusterFileError
+from orchestrator.local import LocalCluster, PeerStatus, new_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+DATA_DIR_OPTION = typer.Option(Path("ruaft-data"), "--data-dir", "-d",
+                               help="folder with the cluster file and the peers' data")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"ruaft-cluster: {message}", err=True)
+    return typer.Exit(code)
+
+
+def open_cluster(data_dir: Path) -> LocalCluster:
+    try:
+        return LocalCluster.open(data_dir)
+    except ClusterFileError as exc:
+        raise fail(str(exc), 2)
+
+
+def check_peer(cluster: LocalCluster, peer_id: int) -> None:
+    if peer_id not in cluster.ids:
+        raise fail(f"no peer {peer_id} in this cluster (ids {cluster.ids[0]}..{cluster.ids[-1]})", 2)
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def format_table(rows: list[PeerStatus]) -> str:
+    headers = ["id", "pid", "alive", "role", "term", "commit", "applied", "last", "snapshot",
+               "state_bytes", "address"]
+    table = [[_cell(r.id), _cell(r.pid), "yes" if r.alive else "no", _cell(r.role), _cell(r.term),
+              _cell(r.commit_index), _cell(r.applied_index), _cell(r.last_index),
+              _cell(r.snapshot_index), _cell(r.state_bytes), r.address] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
+    return "\n".join(lines)
+
+
+@app.command()
+def up(
+    n: int = typer.Option(5, "-n", "--nodes", min=1, max=99, help="number of peers (new cluster)"),
+    data_dir: Path = DATA_DIR_OPTION,
+    host: str = typer.Option("127.0.0.1", "--host", help="address the peers bind and advertise"),
+    base_port: Optional[int] = typer.Option(None, "--base-port",
+                                            help="raft ports from here, client +100, control +200"),
+    maxraftstate: int = typer.Option(1 << 20, "--maxraftstate", min=1,
+                                     help="Raft state bytes before a snapshot"),
+    foreground: bool = typer.Option(False, "--foreground", help="live status; Ctrl-C stops all"),
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for a leader"),
+) -> None:
+    """Start a cluster (or restart the stopped peers of an existing one) and wait for a leader."""
+    cluster_file = data_dir / CLUSTER_FILE_NAME
+    if cluster_file.exists():
+        cluster = open_cluster(data_dir)
+        typer.echo(f"restarting stopped peers of the cluster in {data_dir}")
+    else:
+        try:
+            spec = new_spec(n, data_dir, host, base_port, maxraftstate)
+        except ValueError as exc:
+            raise fail(str(exc), 2)
+        spec.write(cluster_file)
+        cluster = LocalCluster(spec)
+        typer.echo(f"new {n}-peer cluster in {data_dir}")
+    for peer_id in cluster.ids:
+        cluster.start(peer_id)
+    leader = cluster.wait_leader(timeout)
+    typer.echo(format_table(cluster.status()))
+    if leader is None:
+        raise fail(f"no leader elected within {timeout:.0f}s; see {data_dir}/peer-*/peer.log")
+    typer.echo(f"\nleader: peer {leader}. Try:\n  ruaft-kv --cluster {data_dir} put hello world\n"
+               f"  ruaft-kv --cluster {data_dir} get hello")
+    if foreground:
+        watch(cluster)
+
+
+def watch(cluster: LocalCluster) -> None:
+    """Redraw the status table every second until Ctrl-C, then stop the cluster."""
+    try:
+        while True:
+            sys.stdout.write("\x1b[2J\x1b[H" + format_table(cluster.status())
+                             + "\n\nCtrl-C stops the cluster.\n")
+            sys.stdout.flush()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping…")
+        for peer_id in cluster.ids:
+            cluster.stop(peer_id)
+        typer.echo("stopped.")
+
+
+@app.command()
+def status(
+    data_dir: Path = DATA_DIR_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
+) -> None:
+    """One row per peer: pid, liveness, role, term and indexes."""
+    rows = open_cluster(data_dir).status()
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
+    else:
+        typer.echo(format_table(rows))
+
+
+@app.command()
+def kill(peer_id: int = typer.Argument(..., metavar="ID"), data_dir: Path = DATA_DIR_OPTION) -> None:
+    """SIGKILL peer ID (its data stays; `restart ID` brings it back)."""
+    cluster = open_cluster(data_dir)
+    check_peer(cluster, peer_id)
+    if not cluster.stop(peer_id, signal.SIGKILL):
+        raise fail(f"peer {peer_id} is not running")
+    typer.echo(f"killed peer {peer_id}")
+
+
+@app.command()
+def stop(peer_id: int = typer.Argument(..., metavar="ID"), data_dir: Path = DATA_DIR_OPTION) -> None:
+    """SIGTERM peer ID: a graceful stop."""
+    cluster = open_cluster(data_dir)
+    check_peer(cluster, peer_id)
+    if not cluster.stop(peer_id, signal.SIGTERM):
+        raise fail(f"peer {peer_id} is not running")
+    typer.echo(f"stopped peer {peer_id}")
+
+
+@app.command()
+def restart(peer_id: int = typer.Argument(..., metavar="ID"), data_dir: Path = DATA_DIR_OPTION) -> None:
+    """Stop peer ID if it runs, then start it again on its data."""
+    cluster = open_cluster(data_dir)
+    check_peer(cluster, peer_id)
+    cluster.stop(peer_id, signal.SIGTERM)
+    pid = cluster.start(peer_id)
+    typer.echo(f"restarted peer {peer_id} (pid {pid})")
+
+
+def parse_groups(groups: List[str]) -> list[list[int]]:
+    parsed = []
+    for group in groups:
+        try:
+            parsed.append([int(x) for x in group.split(",") if x != ""])
+        except ValueError:
+            raise fail(f"bad group {group!r}: want comma-separated peer ids like 0,1", 2)
+    return parsed
+
+
+@app.command()
+def partition(
+    groups: List[str] = typer.Argument(..., help="groups of peers that can talk, e.g. 0,1 2,3,4"),
+    data_dir: Path = DATA_DIR_OPTION,
+) -> None:
+    """Cut the network so that peers talk only within their group."""
+    cluster = open_cluster(data_dir)
+    try:
+        missed = cluster.partition(parse_groups(groups))
+    except ValueError as exc:
+        raise fail(str(exc), 2)
+    typer.echo("partitioned: " + " | ".join(groups))
+    if missed:
+        typer.echo(f"(peers {missed} are not running; they were not told)")
+
+
+@app.command()
+def heal(data_dir: Path = DATA_DIR_OPTION) -> None:
+    """Restore every link."""
+    missed = open_cluster(data_dir).heal()
+    typer.echo("healed" + (f" (peers {missed} are not running)" if missed else ""))
+
+
+@app.command()
+def down(
+    data_dir: Path = DATA_DIR_OPTION,
+    purge: bool = typer.Option(False, "--purge", help="also delete the data dir"),
+) -> None:
+    """Stop every peer (SIGTERM, then SIGKILL after 10 s); with --purge delete all data."""
+    cluster = open_cluster(data_dir)
+    stopped = [peer_id for peer_id in cluster.ids if cluster.stop(peer_id)]
+    typer.echo(f"stopped peers {stopped}" if stopped else "no peer was running")
+    if purge:
+        shutil.rmtree(data_dir)
+        typer.echo(f"deleted {data_dir}")
+
+
+def run() -> None:
+    app()
