@@ -84,6 +84,9 @@ _SNAP_META = struct.Struct(">QQQI")
 _ENTRY_HEAD = struct.Struct(">IQ")  # crc32, term
 _ENTRY_HEAD_SIZE = _ENTRY_HEAD.size  # 12
 
+_LOCK_FILE_BYTES = 16 << 10
+"""Preallocated size of `lock.mdb` (LMDB's reader table for 126 readers needs ~8 KiB)."""
+
 _MAX_WRITE_ATTEMPTS = 24
 _MAX_MAP_SIZE = (1 << 40) if struct.calcsize("P") >= 8 else (1 << 31)
 
@@ -212,6 +215,7 @@ class LmdbStorage:
             if not os.path.exists(self._data_file):
                 self._create(map_size, cluster_id)
             stored_map_size = self._check_data_file()
+            self._preallocate_lock_file(self._dir)
             try:
                 self._env = lmdb.open(
                     self._dir,
@@ -295,6 +299,31 @@ class LmdbStorage:
             raise StorageError(f"{guard}: cannot lock: {e}") from e
         self._guard_fd = fd
 
+    @staticmethod
+    def _preallocate_lock_file(env_dir: str) -> None:
+        """Give LMDB's `lock.mdb` real disk blocks before LMDB maps it.
+
+        LMDB sizes its lock file with ftruncate (a sparse file) and writes its reader table
+        through a shared memory map; on a full disk the first write to such a page kills the
+        process with SIGBUS instead of returning an error. With the blocks allocated here
+        (LMDB keeps a lock file that is already large enough), a full disk shows up as a
+        clean StorageError.
+        """
+        lock_path = os.path.join(env_dir, "lock.mdb")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, _LOCK_FILE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise StorageError(
+                    f"{lock_path}: disk full (no space left on device) opening the store"
+                ) from e
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate: go without
+                raise StorageError(f"{lock_path}: cannot prepare LMDB lock file: {e}") from e
+
     def _create(self, map_size: int, cluster_id: str | None) -> None:
         """Build a brand-new store in a scratch subdirectory, then rename its `data.mdb` into
         place, so that a `data.mdb` that exists was always completely initialized (a crash
@@ -305,6 +334,7 @@ class LmdbStorage:
         try:
             shutil.rmtree(scratch, ignore_errors=True)
             os.mkdir(scratch, 0o700)
+            self._preallocate_lock_file(scratch)
             env = lmdb.open(scratch, map_size=map_size, subdir=True, max_dbs=MAX_DBS,
                             sync=self._sync, metasync=True, lock=True, mode=0o600)
             try:
@@ -328,8 +358,12 @@ class LmdbStorage:
                     os.close(dir_fd)
             shutil.rmtree(scratch, ignore_errors=True)
         except lmdb.Error as e:
-            if _is_disk_full(e):
-                raise StorageError(f"{self._dir}: disk full creating the store: {e}") from e
+            free = self._free_disk_bytes()
+            if _is_disk_full(e) or (free is not None and free < (1 << 20)):
+                raise StorageError(
+                    f"{self._dir}: disk full (no space left on device: {free} bytes free) "
+                    f"creating the store: {e}"
+                ) from e
             raise StorageError(f"{self._dir}: cannot create the store: {e}") from e
         except OSError as e:
             raise StorageError(f"{self._dir}: cannot create the store: {e}") from e
@@ -559,9 +593,13 @@ class LmdbStorage:
             except lmdb.MapResizedError:
                 env.set_mapsize(0)  # adopt the size another process set, then retry
             except lmdb.Error as e:
-                if _is_disk_full(e):
+                free = self._free_disk_bytes()
+                # LMDB reports a short write of a full disk as EIO, not ENOSPC: judge by the
+                # space left too.
+                if _is_disk_full(e) or (free is not None and free < size_hint + (1 << 20)):
                     raise StorageError(
-                        f"{self._data_file}: disk full (no space left on device) while {what}: {e}"
+                        f"{self._data_file}: disk full (no space left on device: {free} bytes "
+                        f"free) while {what}: {e}"
                     ) from e
                 raise StorageError(f"{self._data_file}: write failed while {what}: {e}") from e
         raise StorageError(
@@ -569,12 +607,18 @@ class LmdbStorage:
             f"while {what} (map size {env.info()['map_size']} bytes)"
         )
 
+    def _free_disk_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self._dir).free
+        except OSError:
+            return None
+
     def _grow_map(self, size_hint: int) -> None:
         """Grow the LMDB map: at least double it, and by at least twice the write's size."""
         env = self._env_or_raise()
         current = env.info()["map_size"]
-        free = shutil.disk_usage(self._dir).free
-        if free < size_hint:
+        free = self._free_disk_bytes()
+        if free is not None and free < size_hint:
             raise StorageError(
                 f"{self._data_file}: disk full: a write of about {size_hint} bytes needs more "
                 f"than the {free} bytes free on the device"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -346,3 +348,33 @@ def test_open_of_a_long_log_is_fast(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - start
     assert len(state.entries) == n
     assert elapsed < 2.0, f"open + validate of {n} entries took {elapsed:.2f}s"
+
+
+def test_write_errors_surface_as_storage_error_not_a_crash(tmp_path: Path) -> None:
+    """A file-size limit (RLIMIT_FSIZE) makes LMDB's writes fail like a full disk does; the
+    store must raise StorageError and keep its last committed state, never crash."""
+    script = f"""
+import os, resource, signal, sys
+from ruaft.core.types import Entry, HardState
+from ruaft.storage import LmdbStorage, StorageError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+s = LmdbStorage({str(tmp_path / 'peer')!r}, map_size=64 << 10)
+last = 0
+try:
+    while True:
+        s.save(HardState(1, 0, 0), [Entry(1, last + k, os.urandom(1000)) for k in range(1, 51)])
+        last += 50
+except StorageError as e:
+    print(last, e)
+    s.close()
+    sys.exit(0)
+"""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(root)))
+    assert proc.returncode == 0, proc.stderr.decode()
+    last_str, message = proc.stdout.decode().split(" ", 1)
+    assert "data.mdb" in message and ("write failed" in message or "disk full" in message)
+    with LmdbStorage(tmp_path / "peer") as s:
+        assert s.last_index() == int(last_str) > 0
