@@ -1,9 +1,11 @@
 """Checking whole histories: partitioning, parallelism, time budget, results.
 
-Porcupine's ``checkParallel`` runs one goroutine per partition; here partitions run
-in a :class:`~concurrent.futures.ProcessPoolExecutor` when there are several and the
-history is large enough to repay starting worker processes, and serially otherwise.
-Both paths produce identical results.
+Porcupine's ``checkParallel`` runs one goroutine per partition.  Python threads
+would not run searches in parallel, so partitions go to a
+:class:`~concurrent.futures.ProcessPoolExecutor` instead -- but only those that
+are not decided within a short in-process slice, since most partitions take
+milliseconds and starting processes does not.  Serial and parallel checking give
+identical verdicts.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import pickle
 import sys
 import threading
 import time
@@ -33,7 +36,7 @@ __all__ = [
 ]
 
 #: In automatic mode, seconds of in-process searching before undecided partitions
-#: are handed to worker processes (starting those costs about a tenth of a second).
+#: are handed to worker processes (starting those costs up to a tenth of a second).
 AUTO_SERIAL_SLICE = 0.25
 
 #: Extra seconds the parent waits past the deadline for workers to notice it.
@@ -66,6 +69,22 @@ class PartitionResult:
     def prefix_operations(self) -> tuple[Operation, ...]:
         """The operations of :attr:`linearization`, in linearization order."""
         return tuple(self.operations[i] for i in self.linearization)
+
+    def candidates(self) -> tuple[int, ...]:
+        """For ILLEGAL: the operations that could come right after the prefix.
+
+        These are the pending operations called no later than the failed operation
+        returns -- the ones the search tried at that point.  Because the prefix is
+        the longest the search reached, each of them is illegal in the state after
+        the prefix (the failed operation among them).  Empty unless ILLEGAL.
+        """
+        if self.failed is None:
+            return ()
+        placed = set(self.linearization)
+        horizon = self.operations[self.failed].effective_return
+        return tuple(
+            i for i, op in enumerate(self.operations) if i not in placed and op.call <= horizon
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +210,7 @@ def _run_parallel(
     """
     order = sorted(todo, key=lambda i: len(partitions[i]), reverse=True)
     context = _worker_context()
-    if context is None:
+    if context is None or not _picklable(model, [partitions[i] for i in order]):
         _run_serial(model, partitions, deadline, _smallest_first(partitions, order), found)
         return
     # Forked workers inherit unwritten stdio buffers and would write them again.
@@ -206,7 +225,7 @@ def _run_parallel(
         _run_serial(model, partitions, deadline, _smallest_first(partitions, order), found)
         return
     broken = False
-    running: set[Future[tuple[SearchOutcome, float]]] = set()
+    settled = False  # every worker is idle: shutting down can wait for them
     try:
         futures: dict[Future[tuple[SearchOutcome, float]], int] = {
             pool.submit(_timed_search, model, partitions[i], deadline): i for i in order
@@ -222,13 +241,31 @@ def _run_parallel(
                 continue
             spent = found[index][1] if index in found else 0.0
             found[index] = (outcome, spent + elapsed)
+        settled = not running
     finally:
-        # Idle workers exit at once; busy ones (past the deadline) stop by themselves
-        # and are not waited for.
-        pool.shutdown(wait=not running, cancel_futures=True)
+        # Idle workers exit at once; busy ones (past the deadline, or interrupted)
+        # stop by themselves and are not waited for.
+        pool.shutdown(wait=settled, cancel_futures=True)
     if broken:
         retry = [i for i in order if i not in found or found[i][0].verdict is Verdict.UNKNOWN]
         _run_serial(model, partitions, deadline, _smallest_first(partitions, retry), found)
+
+
+def _picklable(model: Model, partitions: Sequence[Sequence[Operation]]) -> bool:
+    """Whether the work can be sent to other processes (a model class defined inside
+    a function, say, cannot); if not, the caller searches in-process instead."""
+    try:
+        pickle.dumps((model, partitions), protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _undecided(found: Found, todo: Iterable[int]) -> list[int]:
@@ -274,7 +311,7 @@ def check_operations(
 
     partitions = [list(p) for p in model.partition(list(operations)) if p]
     everything = range(len(partitions))
-    worker_count = max(1, min(workers or os.cpu_count() or 1, len(partitions)))
+    worker_count = max(1, min(workers or _usable_cpus(), len(partitions)))
 
     found: Found = {}
     if parallel is True and partitions:
@@ -287,7 +324,9 @@ def check_operations(
             slice_end = min(slice_end, deadline)
         _run_serial(model, partitions, slice_end, _smallest_first(partitions, everything), found)
         left = _undecided(found, everything)
-        if len(left) >= 2:
+        if deadline is not None and time.monotonic() >= deadline:
+            pass  # the budget is spent: the undecided partitions stay UNKNOWN
+        elif len(left) >= 2:
             _run_parallel(model, partitions, deadline, left, min(worker_count, len(left)), found)
         elif left:
             _run_serial(model, partitions, deadline, left, found)

@@ -173,20 +173,6 @@ def _timeline_svg(model: Model, partition: PartitionResult) -> str:
     return "".join(parts)
 
 
-def _candidates(partition: PartitionResult) -> list[int]:
-    """Operations that may come right after the prefix: pending ones called before the
-    failed operation returns (the calls the search tried at that point)."""
-    if partition.failed is None:
-        return []
-    done = set(partition.linearization)
-    horizon = partition.operations[partition.failed].effective_return
-    return [
-        i
-        for i, op in enumerate(partition.operations)
-        if i not in done and op.call <= horizon
-    ]
-
-
 def _section(model: Model, partition: PartitionResult) -> str:
     verdict = partition.verdict
     total = len(partition.operations)
@@ -213,8 +199,7 @@ def _section(model: Model, partition: PartitionResult) -> str:
     failed = partition.failed_operation
     if failed is not None:
         state = states[-1] if states else model.init()
-        candidates = _candidates(partition)
-        others = [i for i in candidates if i != partition.failed]
+        others = [i for i in partition.candidates() if i != partition.failed]
         out.append(
             '<div class="callout"><b>Could not be placed:</b> '
             f"<code>{_esc(_describe(model, failed))}</code> "

@@ -79,3 +79,9 @@ def test_illegal_diagnostics_on_random_histories(model_name: str) -> None:
             assert failed is not None and not failed.unknown
             assert failed not in partition.prefix_operations()
             assert not model.step(state, failed.input, failed.output)[0]
+            # Every operation that could have come next is illegal there too.
+            assert partition.failed in partition.candidates()
+            for index in partition.candidates():
+                candidate = partition.operations[index]
+                assert not candidate.unknown
+                assert not model.step(state, candidate.input, candidate.output)[0]
