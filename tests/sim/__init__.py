@@ -1,0 +1,1 @@
+"""Tier 2: deterministic simulation of Raft clusters (see ruaft/testing/sim.py)."""
