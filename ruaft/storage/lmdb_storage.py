@@ -24,6 +24,11 @@ commit fsyncs data and meta pages (``metasync=True``), so the write is durable w
 returns. LMDB's copy-on-write B-tree never exposes a half-committed transaction, so a crash
 (SIGKILL, power loss with sync=True) leaves the last committed state.
 
+Creation is atomic: a new store is built in the scratch subdirectory ``.ruaft-init`` and its
+``data.mdb`` renamed into place, so an existing ``data.mdb`` always holds at least the format
+version. ``lock.mdb`` is preallocated before LMDB maps it, so a full disk is an error, not a
+SIGBUS.
+
 Open-time validation (O(log), reading every record once) refuses to start, raising
 `CorruptStorageError` naming the directory and file, on: a truncated or non-LMDB
 ``data.mdb`` (checked by reading LMDB's meta pages ourselves *before* mapping the file: a
