@@ -1013,6 +1013,28 @@ def test_install_snapshot_rule_2_first_chunk_starts_a_transfer() -> None:
     assert reply.next_offset == 4 and not reply.done
 
 
+def test_install_snapshot_rule_2_new_leader_transfer_is_not_spliced_onto_old_partial() -> None:
+    """Figure 13, receiver rule 2: a first chunk (offset 0) creates a new snapshot file. A new
+    leader's transfer must not be completed onto a previous leader's partial bytes: each peer's
+    application encodes its own snapshot, and nothing guarantees two peers' snapshots at the
+    same index and term are byte-identical, so splicing can install a state no peer ever had.
+    (Resuming a transfer of the same leader is fine; mixing two leaders' bytes is not.)"""
+    core = snapshot_follower()
+    step(core, chunk(0, 4, data=b"AAAAAAAAAA"))  # leader 1, term 2: a partial transfer
+    theirs = b"BBBBBBBBBB"  # leader 3, term 3: its own encoding of the snapshot at 6/2
+    offset, installed = 0, []
+    for _ in range(10):  # play leader 3 faithfully: always send from the offset asked for
+        piece = theirs[offset:offset + 4]
+        readies = step(core, InstallSnapshot(3, 2, 3, 6, 2, offset, piece,
+                                             offset + len(piece) >= len(theirs)))
+        [reply] = _replies(readies)
+        installed += [rd.snapshot for rd in readies if rd.snapshot]
+        if reply.done:
+            break
+        offset = reply.next_offset
+    assert installed == [Snapshot(6, 2, theirs)], f"installed {installed}"
+
+
 def test_install_snapshot_rule_3_chunks_are_written_at_their_offset() -> None:
     """Figure 13, receiver rule 3: write data into the snapshot file at the given offset. A
     duplicate or out-of-order chunk is answered with the offset to resume from."""
@@ -1254,6 +1276,46 @@ def test_leadership_transfer_end_to_end() -> None:
     net.tick(3)
     net.stabilize()
     assert all(net.state_values(p) == ["a", "b"] for p in net.ids)
+
+
+# ============================================================================ remote nonsense (DESIGN.md §1)
+
+
+def _consecutive(core: RaftCore) -> bool:
+    log = core.log
+    return all(log.entry(i).index == i for i in range(log.first_index, log.last_index + 1))
+
+
+def test_acknowledgement_beyond_leaders_log_is_dropped_not_raised() -> None:
+    """DESIGN.md §1: remote nonsense (malformed fields) is dropped and counted, never raised
+    into the driver loop. An acknowledgement claiming a match beyond the leader's last index
+    cannot come from a correct follower; it must not raise or move matchIndex/commitIndex."""
+    core, _ = leader(term=1, log=[1], acked=True)
+    before = sum(core.dropped.values())
+    core.step(AppendEntriesResponse(2, 1, core.term, True, prev_log_index=1, match_index=100))
+    drain(core)
+    assert core.match_index(2) <= core.last_index and core.commit_index <= core.last_index
+    assert sum(core.dropped.values()) > before
+
+
+def test_append_entries_not_continuing_prev_is_dropped_not_raised() -> None:
+    """DESIGN.md §1: an AppendEntries whose first entry does not follow prevLogIndex is
+    malformed; it is dropped and counted, the log untouched, nothing raised."""
+    core = new_core(2, term=1)
+    core.step(AppendEntries(1, 2, 1, 0, 0, (Entry(1, 5, b"x"),), 0))
+    drain(core)
+    assert core.last_index == 0 and sum(core.dropped.values()) == 1
+
+
+def test_append_entries_with_non_consecutive_entries_does_not_corrupt_the_log() -> None:
+    """DESIGN.md §1 (and the log's own invariant: entries are consecutive): an AppendEntries
+    whose entries skip an index is malformed; accepting it would silently corrupt the log
+    (an entry stored at the wrong position). It is dropped and counted."""
+    core = new_core(2, term=1)
+    core.step(AppendEntries(1, 2, 1, 0, 0, (Entry(1, 1, b"x"), Entry(1, 3, b"y")), 0))
+    drain(core)
+    assert _consecutive(core), [core.log.entry(i) for i in range(1, core.last_index + 1)]
+    assert sum(core.dropped.values()) == 1
 
 
 # ============================================================================ Figure 7 repair, end to end
