@@ -14,7 +14,6 @@ safety and durability-before-send on every step.
 
 from __future__ import annotations
 
-import random
 from typing import Sequence
 
 import pytest
