@@ -58,6 +58,8 @@ class PeerProcess:
     ping_id: int | None = None
     applied_cursor: int = 0
     started_at: float = field(default_factory=time.monotonic)
+    closed: bool = False
+    """Set (under `lock`) when the process is killed and its control client closed."""
 
     @property
     def pid(self) -> int:
@@ -79,6 +81,7 @@ class Cluster:
         extra_args: Sequence[str] = (),
         tick_ms: float = 50.0,
         seed: int | None = None,
+        start_gate: bool | None = None,
     ):
         self.n = n
         self.snapshot = snapshot
@@ -97,16 +100,29 @@ class Cluster:
         self.unreliable = unreliable
         self.long_reordering = False
         self._lock = threading.RLock()
+        self._refresh_lock = threading.Lock()
+        self._last_refresh_started = float("-inf")
         self.applied: dict[int, dict[int, Any]] = {i: {} for i in range(n)}
         self.errors: list[str] = []
         self._dead_stats: dict[int, dict[str, int]] = {i: {"rpcs": 0, "bytes": 0} for i in range(n)}
+        # The start gate (`--hold` / `go`, orchestrator.peer only): every peer comes up with
+        # Raft stopped, the links are enabled, and then all start Raft within one tick, as
+        # the original's make_config creates all its peers at once. Without it the first
+        # process to come up would campaign (and count RPCs) for as long as the last one
+        # takes to start. See `_go_all` for why "within one tick" rather than "at once".
+        self.start_gate = (peer_module == "orchestrator.peer") if start_gate is None else start_gate
         self.t0 = time.monotonic()
         try:
             for i in range(n):
-                self.start1(i)
-            for i in range(n):
-                self.connect(i)
+                self._spawn(i, hold=self.start_gate)
             self._wait_ready(range(n), timeout=30.0)
+            with self._lock:
+                for i in range(n):
+                    self._set_connected(i, True, push=False)
+                self._push_rules()
+            if self.start_gate:
+                self._go_all()
+            self.t0 = time.monotonic()
         except BaseException:
             self.cleanup(check=False)
             raise
@@ -131,9 +147,29 @@ class Cluster:
             "long_delays": True,
         }
 
+    def _go_all(self) -> None:
+        """Start Raft on every (held) peer, in random order, each after a pause drawn
+        uniformly from one tick. Peer processes started independently have independent
+        tick phases; releasing them in the same millisecond would line their tick clocks up,
+        so that two peers drawing the same election timeout (in whole ticks) would campaign
+        in the same millisecond every time -- a split vote no real deployment sees that
+        often. The Go original's timers, by contrast, are not quantized."""
+        order = list(range(self.n))
+        self.rng.shuffle(order)
+        for k, i in enumerate(order):
+            if k:
+                time.sleep(self.rng.uniform(0.0, self.tick_ms / 1000.0))
+            if self._call(i, "go", timeout=10.0) is None:
+                raise ClusterFailure(f"peer {i} did not start Raft")
+
     def start1(self, i: int) -> None:
         """Start a new process for peer i on its data dir (SIGKILLing a running one first).
-        Its links stay disconnected until `connect(i)`. Does not wait for it to come up."""
+        Its links stay disconnected until `connect(i)`. Does not wait for it to come up.
+        Call it from the test's main thread: a child is SIGKILLed when the thread that
+        started it exits (PR_SET_PDEATHSIG)."""
+        self._spawn(i, hold=False)
+
+    def _spawn(self, i: int, hold: bool) -> None:
         with self._lock:
             if self.peers[i] is not None:
                 self.crash1(i)
@@ -152,6 +188,8 @@ class Cluster:
             for peer_id, address in self.addresses.items():
                 args += ["--peer", f"{peer_id}={address}"]
             args += self.peer_args(i)
+            if hold:
+                args.append("--hold")
             self.data_dir(i).mkdir(parents=True, exist_ok=True)
             stderr = open(self.data_dir(i) / "stderr.txt", "ab")
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stderr,
@@ -172,10 +210,17 @@ class Cluster:
                 self._dead_stats[i]["rpcs"] += stats["rpcs"]
                 self._dead_stats[i]["bytes"] += stats["bytes"]
             self._check_exit(peer)
-            peer.process.kill()
-            peer.process.wait()
-            peer.client.close()
+            self._kill(peer)
             self.peers[i] = None
+
+    def _kill(self, peer: PeerProcess) -> None:
+        """SIGKILL and reap `peer`, then close its control client under its lock, so that a
+        thread that picked up this incarnation before the crash sees it closed."""
+        peer.process.kill()
+        peer.process.wait()
+        with peer.lock:
+            peer.closed = True
+            peer.client.close()
 
     def _check_exit(self, peer: PeerProcess) -> None:
         code = peer.process.poll()
@@ -197,9 +242,7 @@ class Cluster:
                 if peer is None:
                     continue
                 self._check_exit(peer)
-                peer.process.kill()
-                peer.process.wait()
-                peer.client.close()
+                self._kill(peer)
                 self.peers[i] = None
         if check and self.errors:
             raise ClusterFailure("peers reported errors:\n  " + "\n  ".join(self.errors))
@@ -253,9 +296,14 @@ class Cluster:
             self._push_rules()
 
     def _push_rules(self) -> None:
+        """Send every live peer its rules. Peers that are up are waited for (so the new rules
+        are in force when this returns); a peer still starting gets them queued on its
+        control socket, which it reads once up (it also started with the rules of the moment
+        in --faults, so it never runs with links it should not have). Restarts stay
+        non-blocking."""
         live = [i for i in range(self.n) if self.peers[i] is not None]
         self._call_many(live, "set_faults", lambda i: {"rules": self._rules_for(i)},
-                        timeout=10.0, require_ready=False)
+                        timeout=10.0, require_ready=False, wait_unready=False)
 
     # ================================================================ control calls
 
@@ -296,9 +344,12 @@ class Cluster:
         fields: Callable[[int], dict[str, Any]] | None = None,
         timeout: float = 3.0,
         require_ready: bool = True,
+        wait_unready: bool = True,
     ) -> dict[int, dict[str, Any]]:
         """Ask several peers at once; returns the replies that came in time. A peer that is
-        still starting (with `require_ready`), dead or silent is left out."""
+        still starting (with `require_ready`), dead or silent is left out. Without
+        `require_ready` a peer still starting is sent the request too; with `wait_unready`
+        False its reply is not waited for (the request stays queued until it is up)."""
         sent: dict[int, tuple[PeerProcess, int]] = {}
         replies: dict[int, dict[str, Any]] = {}
         locked: list[PeerProcess] = []
@@ -309,9 +360,14 @@ class Cluster:
                     continue
                 peer.lock.acquire()
                 locked.append(peer)
-                if require_ready and not self._is_ready(peer):
+                if peer.closed:
                     continue
-                sent[i] = (peer, peer.client.send(op, **(fields(i) if fields else {})))
+                ready = self._is_ready(peer)
+                if require_ready and not ready:
+                    continue
+                request_id = peer.client.send(op, **(fields(i) if fields else {}))
+                if ready or wait_unready:
+                    sent[i] = (peer, request_id)
             deadline = time.monotonic() + timeout
             for i, (peer, request_id) in sent.items():
                 try:
@@ -345,6 +401,11 @@ class Cluster:
         transport = reply["transport"]
         faults = transport.get("faults", transport)
         return {"rpcs": int(faults.get("rpcs", 0)), "bytes": int(faults.get("bytes", 0))}
+
+    def stats(self, i: int) -> dict[str, Any] | None:
+        """Peer i's raw `stats` reply (transport counters with the fault injector's, the
+        core's drop counters, the control endpoint's counters); None if it does not answer."""
+        return self._call(i, "stats")
 
     def rpc_count(self, i: int) -> int:
         stats = self._stats(i)
@@ -424,17 +485,30 @@ class Cluster:
             if message not in self.errors:
                 self.errors.append(message)
 
+    def _refresh_all_applied(self) -> None:
+        """Fetch what every live peer applied since the last fetch. Concurrent callers share
+        fetches: a caller is served by any fetch that began after it asked (so what it
+        sees is at least as fresh as its call), which keeps many threads polling
+        `n_committed` (UnreliableAgree, Churn) from queueing one fetch each."""
+        asked_at = time.monotonic()
+        with self._refresh_lock:
+            if self._last_refresh_started >= asked_at:
+                return
+            self._last_refresh_started = time.monotonic()
+            with self._lock:
+                live = [i for i in range(self.n) if self.peers[i] is not None]
+                replies = self._call_many(
+                    live, "applied", lambda i: {"since": self.peers[i].applied_cursor})  # type: ignore[union-attr]
+                for i, reply in replies.items():
+                    peer = self.peers[i]
+                    if peer is not None:
+                        self._absorb(i, peer, reply)
+
     def n_committed(self, index: int) -> tuple[int, Any]:
         """How many peers applied `index`, and the command there; fails if two peers applied
         different commands at `index` or any peer reported an apply error."""
+        self._refresh_all_applied()
         with self._lock:
-            live = [i for i in range(self.n) if self.peers[i] is not None]
-            replies = self._call_many(
-                live, "applied", lambda i: {"since": self.peers[i].applied_cursor})  # type: ignore[union-attr]
-            for i, reply in replies.items():
-                peer = self.peers[i]
-                if peer is not None:
-                    self._absorb(i, peer, reply)
             if self.errors:
                 raise ClusterFailure("; ".join(self.errors))
             count, command = 0, None

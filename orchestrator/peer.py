@@ -4,8 +4,11 @@
         --data-dir DIR --control tcp://127.0.0.1:7100 [--snapshot] [--faults JSON]
 
 The orchestrator starts it in test mode: the control endpoint (`get_state`, `start`,
-`stats`, `set_faults`, `log_size`, `snapshot_size`, `applied`) is on, and the transport
-carries a fault injector. The applier records every applied command by index; a gap or a
+`stats`, `set_faults`, `log_size`, `snapshot_size`, `applied`, `go`) is on, and the transport
+carries a fault injector. With `--hold` the peer opens its storage, transport and control
+endpoint but starts Raft (and so its clocks) only when told `go`: the orchestrator starts a
+new cluster's peers in the same instant, as the original's test config does, however long
+each process took to come up. The applier records every applied command by index; a gap or a
 reorder is an error. On any error inside (invariant violation, storage failure, apply
 error) the peer writes `peer-error.txt` in its data dir and exits with status 1.
 """
@@ -106,37 +109,56 @@ class TestPeer:
         codec = RaftCodec(args.cluster_id, addresses.keys(), max_frame_bytes=64 << 20)
         self.transport = ZmqTransport(self.me, addresses, codec=codec, faults=self.faults)
         self.applier = TestApplier(args.snapshot)
-        config = RuntimeConfig(tick_seconds=args.tick_ms / 1000.0, core=Config(), seed=args.seed)
-        self.raft = Raft(sorted(addresses), self.me, self.storage, self.applier, config=config,
-                         transport=self.transport)
-        self.applier.raft = self.raft
+        self._peer_ids = sorted(addresses)
+        self._config = RuntimeConfig(tick_seconds=args.tick_ms / 1000.0, core=Config(),
+                                     seed=args.seed)
+        self._start_lock = threading.Lock()
+        self.raft: Raft | None = None
+        if not args.hold:
+            self.start_raft()
         self.control = RpcServer(args.control, self.handle_control, name="control")
+
+    def start_raft(self) -> None:
+        """Start Raft (idempotent): at once, or on `go` when started with --hold."""
+        with self._start_lock:
+            if self.raft is not None:
+                return
+            raft = Raft(self._peer_ids, self.me, self.storage, self.applier,
+                        config=self._config, transport=self.transport)
+            self.applier.raft = raft
+            self.raft = raft
 
     def handle_control(self, identity: bytes, request: Mapping[str, Any]) -> dict[str, Any] | None:
         op = request["op"]
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
+        if op == "go":
+            self.start_raft()
+            return {"ok": True}
+        if op == "set_faults":
+            self.faults.apply(request["rules"])
+            return {"ok": True}
+        raft = self.raft
+        if raft is None:
+            return self.handle_held(op, request)
         if op == "get_state":
-            status = self.raft.status()
+            status = raft.status()
             return {"ok": True, "term": status.term, "is_leader": status.role.value == "leader",
                     "role": status.role.value, "commit_index": status.commit_index,
                     "last_index": status.last_index, "snapshot_index": status.snapshot_index,
                     "applied_index": status.applied_index}
         if op == "start":
-            result = self.raft.start(request.get("command"))
+            result = raft.start(request.get("command"))
             return {"ok": True, "index": result[0] if result else None,
                     "term": result[1] if result else None}
         if op == "stats":
             return {"ok": True, "transport": self.transport.stats(),
-                    "dropped": self.raft.status().dropped,
+                    "dropped": raft.status().dropped,
                     "control": dict(self.control.counters)}
-        if op == "set_faults":
-            self.faults.apply(request["rules"])
-            return {"ok": True}
         if op == "log_size":
-            return {"ok": True, "bytes": self.raft.status().state_bytes}
+            return {"ok": True, "bytes": raft.status().state_bytes}
         if op == "snapshot_size":
-            return {"ok": True, "bytes": self.raft.status().snapshot_bytes}
+            return {"ok": True, "bytes": raft.status().snapshot_bytes}
         if op == "applied":
             since = request.get("since", 0)
             if not isinstance(since, int) or since < 0:
@@ -145,16 +167,43 @@ class TestPeer:
             return {"ok": True, "events": events, "errors": errors}
         return {"ok": False, "error_kind": "unknown_op", "error": f"unknown op {op!r}"}
 
+    def handle_held(self, op: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Control ops before `go`: a peer whose Raft has not started is a follower of term 0
+        that refuses commands and has sent nothing."""
+        if op == "get_state":
+            return {"ok": True, "term": 0, "is_leader": False, "role": "held", "commit_index": 0,
+                    "last_index": 0, "snapshot_index": 0, "applied_index": 0}
+        if op == "start":
+            return {"ok": True, "index": None, "term": None}
+        if op == "stats":
+            return {"ok": True, "transport": self.transport.stats(), "dropped": {},
+                    "control": dict(self.control.counters)}
+        if op == "log_size":
+            return {"ok": True, "bytes": self.storage.raft_state_size()}
+        if op == "snapshot_size":
+            return {"ok": True, "bytes": self.storage.snapshot_size()}
+        if op == "applied":
+            return {"ok": True, "events": [], "errors": []}
+        return {"ok": False, "error_kind": "unknown_op", "error": f"unknown op {op!r}"}
+
     def run(self) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         while not stop.wait(0.05):
-            problem = self.raft.error or (self.applier.errors[0] if self.applier.errors else None)
+            raft = self.raft
+            problem = (raft.error if raft is not None else None) or (
+                self.applier.errors[0] if self.applier.errors else None)
             if problem is not None:
                 return self.fail(repr(problem) if isinstance(problem, BaseException) else problem)
         self.control.close()
+        with self._start_lock:
+            raft = self.raft
+            if raft is None:
+                self.transport.close()
+                self.storage.close()
+                return 0
         try:
-            self.raft.kill()
+            raft.kill()
         except BaseException as exc:
             return self.fail(repr(exc))
         return 0
@@ -177,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", help="initial fault rules (JSON)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--tick-ms", type=float, default=50.0)
+    parser.add_argument("--hold", action="store_true",
+                        help="start Raft only when the control endpoint is told `go`")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir)

@@ -50,11 +50,10 @@ def test_re_election(make_cluster: MakeCluster) -> None:
     cfg.check_one_leader()
 
 
-def test_many_elections(make_cluster: MakeCluster) -> None:
+def test_many_elections(make_cluster: MakeCluster, rng: random.Random) -> None:
     servers = 7
     cfg = make_cluster(servers)
     cfg.check_one_leader()
-    rng = random.Random(7)
     for _ in range(9):
         # Disconnect three nodes.
         i1, i2, i3 = (rng.randrange(servers) for _ in range(3))
