@@ -665,6 +665,8 @@ class Simulation:
                 if rd.snapshot is not None:  # installed from a leader, not restored at start
                     self.snapshots_installed += 1
                     self._log(f"p{peer.id} installed snapshot {snapshot.index}/{snapshot.term}")
+                if self._proposals:
+                    self._forget_proposals(peer.id, snapshot.index)
             for entry in rd.committed_entries:
                 peer.app.apply(entry)
                 checker.on_apply_entry(peer.id, entry, peer.app.digest)
@@ -859,6 +861,16 @@ class Simulation:
         if proposal.probe and self.probe_committed_at is None:
             self.probe_committed_at = self.now
             self._log(f"probe {entry.index} committed")
+
+    def _forget_proposals(self, peer: PeerId, through: int) -> None:
+        """The peer's state machine jumped to a snapshot through `through`: whether its
+        pending proposals up to there were committed is unknown to their clients (an
+        indefinite outcome, as after a timeout), so they are no longer tracked."""
+        self._proposals = {
+            key: proposal
+            for key, proposal in self._proposals.items()
+            if not (proposal.peer == peer and proposal.index <= through)
+        }
 
     def read(self, peer: PeerId | None = None) -> int | None:
         """A client asks `peer` (default: the leader, mostly) for a ReadIndex read. Returns
