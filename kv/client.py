@@ -9,9 +9,9 @@ definite outcome from an indefinite one.
 Outcomes:
 - success: the call returns (get returns the value; "" for a missing key);
 - `DefiniteError` (`NoLeaderError`, `BadRequestError`): the operation did not happen;
-- `IndefiniteError`: the deadline passed after a write was sent at least once; it may or may
-  not have happened. Retrying it with the same client is safe (exactly-once), and the
-  history checker treats it as possibly applied.
+- `IndefiniteError`: the deadline passed (or the `stop` event was set) after a write was sent
+  at least once; it may or may not have happened. The history checker treats it as possibly
+  applied. (A later call is a new request with a new sequence number.)
 
 A client has at most one outstanding request; use one client per concurrent caller.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ class KVClient:
     `servers[i]` is the client address of peer i (leader hints name peers by id).
     `timeout` bounds each call (None: retry until it succeeds, as the course's clients do);
     `attempt_timeout` is how long one server gets to answer before the next is tried.
+    `stop`: when this event is set, a call in progress gives up at its next retry point
+    (within about `attempt_timeout`) exactly as if its deadline had passed — so a caller
+    can retry forever (`timeout=None`) and still end its calls on demand.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class KVClient:
         timeout: float | None = 10.0,
         attempt_timeout: float = 1.0,
         faults: ClientFaults | None = None,
+        stop: threading.Event | None = None,
     ):
         if not servers:
             raise ValueError("a KV client needs at least one server address")
@@ -82,6 +87,7 @@ class KVClient:
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
         self.faults = faults
+        self.stop = stop
         self._rng = random.Random(faults.seed if faults else None)
         self._seq = 0
         self._leader = 0
@@ -89,7 +95,8 @@ class KVClient:
         self._rpc: dict[int, RpcClient] = {}
 
     def set_reachable(self, servers: Sequence[int]) -> None:
-        """Test-only: limit the client to these servers (a partition cutting it off)."""
+        """Test-only: limit the client to these servers (a partition cutting it off). May be
+        called from another thread while a call is in progress; the call adapts."""
         self._reachable = list(servers)
 
     def get(self, key: str) -> str:
@@ -136,16 +143,19 @@ class KVClient:
         tried_in_round = 0
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            stopped = self.stop is not None and self.stop.is_set()
+            if stopped or (remaining is not None and remaining <= 0):
+                why = "stopped" if stopped else "no answer in time"
                 if is_write and maybe_applied:
-                    raise IndefiniteError(f"{request['op']} {request['key']!r}: no answer in time; "
+                    raise IndefiniteError(f"{request['op']} {request['key']!r}: {why}; "
                                           "it may or may not have been applied")
-                raise NoLeaderError(f"{request['op']} {request['key']!r}: no leader answered in time")
-            if not self._reachable:
+                raise NoLeaderError(f"{request['op']} {request['key']!r}: {why}; nothing was done")
+            reachable = self._reachable
+            if not reachable:
                 time.sleep(min(0.05, remaining or 0.05))
                 continue
-            if self._leader not in self._reachable:
-                self._leader = self._reachable[0]
+            if self._leader not in reachable:
+                self._leader = reachable[0]
             server = self._leader
             attempt = self.attempt_timeout if remaining is None else min(self.attempt_timeout, remaining)
             try:
@@ -160,12 +170,12 @@ class KVClient:
                 hint = None
                 if exc.kind == "wrong_leader":
                     hint = self._hint(exc)
-                if hint is not None and hint in self._reachable and hint != server:
+                if hint is not None and hint in reachable and hint != server:
                     self._leader = hint
                 else:
                     self._next_server(server)
                     tried_in_round += 1
-                    if tried_in_round >= len(self._reachable):
+                    if tried_in_round >= len(reachable):
                         tried_in_round = 0
                         time.sleep(0.02)  # nobody is leader yet: an election is under way
                 continue
@@ -176,8 +186,11 @@ class KVClient:
         return hint if isinstance(hint, int) and 0 <= hint < len(self.servers) else None
 
     def _next_server(self, server: int) -> None:
-        position = self._reachable.index(server) if server in self._reachable else -1
-        self._leader = self._reachable[(position + 1) % len(self._reachable)]
+        reachable = self._reachable  # one read: set_reachable may replace it meanwhile
+        if not reachable:
+            return
+        position = reachable.index(server) if server in reachable else -1
+        self._leader = reachable[(position + 1) % len(reachable)]
 
     def _attempt(self, server: int, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         faults = self.faults

@@ -4,6 +4,7 @@ into groups, and clients that a partition can cut off from some servers."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,13 +31,14 @@ class KVCluster(Cluster):
         return args
 
     def make_client(self, servers: Sequence[int] | None = None, *, timeout: float | None = None,
-                    unreliable: bool | None = None) -> KVClient:
+                    unreliable: bool | None = None, stop: threading.Event | None = None) -> KVClient:
         """A client in the test process; `servers` limits which servers it can reach. With an
-        unreliable network its requests and replies are dropped as labrpc's are."""
+        unreliable network its requests and replies are dropped as labrpc's are. `stop` ends
+        its calls on demand (see `KVClient`)."""
         unreliable = self.unreliable if unreliable is None else unreliable
         faults = ClientFaults(seed=self.rng.randrange(1 << 30)) if unreliable else None
         client = KVClient([self.client_addresses[i] for i in range(self.n)], timeout=timeout,
-                          attempt_timeout=0.5, faults=faults)
+                          attempt_timeout=0.5, faults=faults, stop=stop)
         client.set_reachable(list(range(self.n)) if servers is None else servers)
         self.clients.append(client)
         return client
@@ -55,6 +57,11 @@ class KVCluster(Cluster):
 
     def connect_all(self) -> None:
         self.partition(list(range(self.n)))
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until every live server answers on its control endpoint (after `start1`,
+        which does not wait); fails after `timeout` seconds."""
+        self._wait_ready([i for i in range(self.n) if self.peers[i] is not None], timeout)
 
     def raft_state_sizes(self) -> dict[int, int]:
         return {i: self.log_size(i) for i in range(self.n) if self.peers[i] is not None}
