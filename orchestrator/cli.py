@@ -7,6 +7,7 @@ cluster file and the peers' data; stay in one folder and you never type it.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import signal
 import sys
@@ -18,6 +19,7 @@ from typing import List, Optional
 import typer
 
 from kv.clusterfile import CLUSTER_FILE_NAME, ClusterFileError
+from orchestrator import chaos as chaos_mod
 from orchestrator.local import LocalCluster, PeerStatus, new_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -199,6 +201,67 @@ def down(
     if purge:
         shutil.rmtree(data_dir)
         typer.echo(f"deleted {data_dir}")
+
+
+@app.command()
+def chaos(
+    nodes: int = typer.Option(5, "--nodes", "-n", min=1, max=15, help="peers in the fresh cluster"),
+    duration: float = typer.Option(60.0, "--duration", min=1.0, help="seconds of faults and traffic"),
+    clients: int = typer.Option(8, "--clients", min=1, max=64, help="concurrent client threads"),
+    nemesis: str = typer.Option(",".join(chaos_mod.NEMESES), "--nemesis",
+                                help="comma-separated faults: kill,partition,lossy,pause (or none)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seeds the nemesis schedule and the clients"),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="run directory (default runs/chaos-<timestamp>-<seed>)"),
+    keys: int = typer.Option(6, "--keys", min=2, help="size of the key set"),
+    op_timeout: float = typer.Option(3.0, "--op-timeout", min=0.1, help="seconds per client call"),
+    check_timeout: float = typer.Option(120.0, "--check-timeout", min=0.1,
+                                        help="time budget of the linearizability checker, seconds"),
+    allow_unknown: bool = typer.Option(False, "--allow-unknown",
+                                       help="exit 0 even if the checker's verdict is UNKNOWN"),
+    maxraftstate: int = typer.Option(64 << 10, "--maxraftstate", min=1,
+                                     help="Raft state bytes before a snapshot"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
+) -> None:
+    """Torture a fresh local cluster with a seeded nemesis while clients record a history,
+    then check linearizability and durability. Exit 0 clean, 1 violation (UNKNOWN counts
+    unless --allow-unknown), 2 bad usage, 3 the run could not start."""
+    if seed is None:
+        seed = secrets.randbelow(1 << 31)
+    try:
+        options = chaos_mod.ChaosOptions(
+            nodes=nodes, duration=duration, clients=clients, nemesis=chaos_mod.parse_nemesis(nemesis),
+            seed=seed, out=out if out is not None else chaos_mod.default_run_dir(seed), keys=keys,
+            op_timeout=op_timeout, check_timeout=check_timeout, allow_unknown=allow_unknown,
+            maxraftstate=maxraftstate)
+        options.validate()
+        verdict, code = chaos_mod.run_chaos(options, show_progress=progress)
+    except chaos_mod.ChaosError as exc:
+        raise fail(str(exc), 2)
+    except KeyboardInterrupt:
+        raise fail("interrupted; every peer was stopped", 130)
+    if verdict is None:
+        raise fail(f"the run could not be carried out; see {options.out}", code)
+    typer.echo(chaos_mod.describe_verdict(verdict, options.out))
+    raise typer.Exit(code)
+
+
+@app.command()
+def check(
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="a chaos run directory"),
+    check_timeout: Optional[float] = typer.Option(None, "--check-timeout", min=0.0,
+                                                  help="checker budget, seconds (default: the run's)"),
+    allow_unknown: Optional[bool] = typer.Option(None, "--allow-unknown/--no-allow-unknown",
+                                                 help="whether UNKNOWN passes (default: the run's)"),
+) -> None:
+    """Re-check a saved chaos run from its history and final reads; rewrites verdict.json and
+    timeline.html. Exit 0 clean, 1 violation, 2 not a run directory."""
+    try:
+        verdict, code = chaos_mod.check_run(run_dir, check_timeout, allow_unknown)
+    except chaos_mod.ChaosError as exc:
+        raise fail(str(exc), 2)
+    typer.echo(chaos_mod.describe_verdict(verdict, run_dir))
+    raise typer.Exit(code)
 
 
 def run() -> None:
