@@ -29,7 +29,12 @@ Socket options, and why
   message before it is buffered (such frames are not seen, hence not counted, here).
 * ROUTER ``ROUTER_HANDOVER=1``: a restarted peer reconnects with the same identity while the
   dead connection may not be torn down yet; without handover libzmq refuses the new
-  connection and the restarted peer is deaf-muted until the old one times out.
+  connection and the restarted peer is deaf-muted until the old one times out. With it, the
+  NEWEST connection owns the identity; frames still arriving on an older one carry a
+  generated identity and are dropped as ``sender_mismatch`` (see below), which is what a
+  restart wants.
+* Sender check: a frame is accepted only if its ``from_peer`` is the peer whose identity its
+  connection presented (``peer_identity``), so a message cannot claim another sender.
 * DEALER ``RECONNECT_IVL`` 50 ms (max 1 s with back-off): a restarted peer is reached quickly.
 * TCP keepalive is left off: ZMTP heartbeats already detect dead connections, at the ZMTP
   level, on every transport.
