@@ -131,9 +131,13 @@ class RaftLog:
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append entries that continue the log (a leader's proposals)."""
-        if entries and entries[0].index != self.last_index + 1:
+        if entries and (
+            entries[0].index != self.last_index + 1
+            or entries[-1].index != entries[0].index + len(entries) - 1
+        ):
             raise RaftInvariantError(
-                f"append at {entries[0].index} does not continue log ending at {self.last_index}"
+                f"append of {entries[0].index}..{entries[-1].index} ({len(entries)} entries) "
+                f"does not continue log ending at {self.last_index}"
             )
         self._entries.extend(entries)
 

@@ -152,7 +152,8 @@ class RaftCore:
         self._read_ready = False
         self._transfer_target: PeerId = NO_PEER
         self._transfer_elapsed = 0
-        self._incoming_snapshot: tuple[int, int, bytearray] | None = None
+        # A partial InstallSnapshot transfer: (leader's term, index, snapshot term, bytes).
+        self._incoming_snapshot: tuple[int, int, int, bytearray] | None = None
 
         # Outputs accumulated for the next Ready.
         self._messages: list[Message] = []
@@ -539,6 +540,9 @@ class RaftCore:
 
     def _handle_append_entries(self, m: AppendEntries) -> None:
         prev_index, prev_term, entries = m.prev_log_index, m.prev_log_term, m.entries
+        if not _entries_continue(prev_index, prev_term, m.term, entries):
+            self.dropped["malformed-append-entries"] += 1
+            return
         if prev_index < self.log.snapshot_index:
             # The prefix below our snapshot is committed and so matches the leader's.
             skip = self.log.snapshot_index - prev_index
@@ -581,14 +585,17 @@ class RaftCore:
             self._incoming_snapshot = None
             answer(m.offset + len(m.data), done=True, match=self.log.commit_index)
             return
+        key = (m.term, m.last_included_index, m.last_included_term)
         pending = self._incoming_snapshot
-        if pending is None or pending[0] != m.last_included_index or pending[1] != m.last_included_term:
-            if m.offset != 0:
-                answer(0)  # we hold no transfer in progress: restart it from the beginning
-                return
-            pending = (m.last_included_index, m.last_included_term, bytearray())
+        if m.offset == 0:
+            # Figure 13 rule 2: a first chunk starts a new snapshot file, even over a partial
+            # one (another leader's bytes for the same index need not be the same bytes).
+            pending = (*key, bytearray())
             self._incoming_snapshot = pending
-        buffer = pending[2]
+        elif pending is None or pending[:3] != key:
+            answer(0)  # we hold no transfer from this leader: restart it from the beginning
+            return
+        buffer = pending[3]
         if m.offset != len(buffer):
             answer(len(buffer))  # duplicate or out-of-order chunk: say where to resume
             return
@@ -650,6 +657,9 @@ class RaftCore:
         progress = self._progress[m.from_peer]
         self._acknowledge(progress, m.seq)
         if m.success:
+            if m.match_index > self.log.last_index:
+                self.dropped["malformed-append-response"] += 1
+                return
             if m.match_index > progress.match_index:
                 progress.match_index = m.match_index
                 progress.next_index = max(progress.next_index, m.match_index + 1)
@@ -690,12 +700,17 @@ class RaftCore:
         if progress.state is not ReplicationState.SNAPSHOT or m.last_included_index != progress.snapshot_index:
             return
         if m.done:
+            if m.match_index > self.log.last_index:
+                self.dropped["malformed-snapshot-response"] += 1
+                return
             progress.match_index = max(progress.match_index, m.match_index)
             progress.next_index = progress.match_index + 1
             progress.become_probe()
             self._maybe_commit()
             self._send_append(m.from_peer, allow_empty=True)
             return
+        if m.next_offset == progress.snapshot_offset:
+            return  # the chunk it asks for is already on its way (a duplicate answer)
         progress.snapshot_offset = m.next_offset
         self._send_snapshot_chunk(m.from_peer, progress)
 
@@ -831,3 +846,14 @@ class RaftCore:
         self._failed_reads.extend(self._reads_waiting_for_commit)
         self._reads = []
         self._reads_waiting_for_commit = []
+
+
+def _entries_continue(prev_index: int, prev_term: int, term: int, entries: Sequence[Entry]) -> bool:
+    """A well-formed AppendEntries carries consecutive entries right after `prev_index`, with
+    terms that never decrease and never exceed the sender's term (paper §5.3)."""
+    last_term = prev_term
+    for offset, entry in enumerate(entries):
+        if entry.index != prev_index + 1 + offset or not last_term <= entry.term <= term:
+            return False
+        last_term = entry.term
+    return True
