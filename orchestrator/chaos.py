@@ -43,6 +43,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -993,6 +994,7 @@ def run_chaos(options: ChaosOptions, show_progress: bool = True) -> tuple[dict[s
     run_info: dict[str, Any] = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                 "steps_planned": len(steps)}
     ran = False
+    watchdog = start_watchdog(cluster)
     try:
         with sigterm_as_interrupt():
             for peer in cluster.ids:
@@ -1022,12 +1024,17 @@ def run_chaos(options: ChaosOptions, show_progress: bool = True) -> tuple[dict[s
                     if elapsed >= options.duration:
                         break
                     time.sleep(min(0.25, max(0.0, options.duration - elapsed)))
-            stop.set()
-            _join(threads, options.op_timeout + 10.0)
+                stop.set()  # clients finish the call in hand (bounded by --op-timeout)
+                join_deadline = time.monotonic() + options.op_timeout + 10.0
+                while any(t.is_alive() for t in threads) and time.monotonic() < join_deadline:
+                    time.sleep(0.1)
+                progress.update(time.monotonic() - begin, tally, nemesis.faults_started, _active(nemesis))
             say(f"{tally.invoked} ops ({tally.ok} ok, {tally.fail} fail, {tally.info} info), "
                 f"{nemesis.faults_started} faults; healing")
             unexpected = nemesis.heal_all()
             leader = cluster.wait_leader(options.leader_timeout)
+            # Again, in case a rule update that timed out earlier was delivered late.
+            nemesis.push_rules(patience=1.0)
             values, errors = final_reads(addresses, append_keys + put_keys, recorder, timeout=15.0)
             (out / FINAL_READS_FILE).write_text(json.dumps(
                 {"leader": leader, "values": values, "errors": errors, "unexpected_exits": unexpected},
@@ -1038,6 +1045,7 @@ def run_chaos(options: ChaosOptions, show_progress: bool = True) -> tuple[dict[s
         stop.set()
         _join(threads, options.op_timeout + 10.0)
         swept = stop_all(cluster, nemesis.pids)
+        stop_watchdog(watchdog)
         nemesis.log(action="stopped", swept=swept)
         nemesis.close()
         recorder.write_jsonl(out / HISTORY_FILE)
@@ -1074,3 +1082,56 @@ def describe_verdict(verdict: dict[str, Any], run_dir: Path) -> str:
     lines.append(f"verdict: {'CLEAN' if verdict['valid'] else 'VIOLATION'}  "
                  f"({run_dir / VERDICT_FILE}, {run_dir / TIMELINE_FILE})")
     return "\n".join(lines)
+
+
+# ==================================================================================== watchdog
+
+
+def start_watchdog(cluster: LocalCluster) -> subprocess.Popen[bytes] | None:
+    """A small process that SIGKILLs the run's peers if this process dies without cleaning
+    up (SIGKILL, a crash): the peers run in sessions of their own, so nothing else would."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.chaos", "watchdog", str(os.getpid()), str(cluster.spec.path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+    except OSError:
+        return None
+
+
+def stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    if watchdog is None:
+        return
+    watchdog.terminate()
+    try:
+        watchdog.wait(5)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait(5)
+
+
+def watchdog_main(parent: int, cluster_file: str, max_hours: float = 48.0) -> int:
+    """Wait (bounded) for `parent` to go away, then SIGKILL every peer of `cluster_file`
+    still running (matched by pid file AND command line, so a recycled pid is left alone)."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for _ in range(int(max_hours * 3600 / 0.5)):
+        if os.getppid() != parent:
+            break
+        time.sleep(0.5)
+    else:
+        return 0
+    from kv.clusterfile import load
+
+    cluster = LocalCluster(load(cluster_file))
+    for peer in cluster.ids:
+        cluster.send_signal(peer, signal.SIGCONT)
+        cluster.send_signal(peer, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "watchdog":
+        sys.exit(watchdog_main(int(sys.argv[2]), sys.argv[3]))
+    sys.exit("usage: python -m orchestrator.chaos watchdog PARENT_PID CLUSTER_FILE "
+             "(internal; run chaos with `ruaft-cluster chaos`)")

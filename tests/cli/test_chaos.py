@@ -171,3 +171,26 @@ def test_check_clean_history_passes_and_unknown_does_not(cli: Cli, tmp_path: Pat
     allowed = cli.cluster("check", str(run), "--check-timeout", "0", "--allow-unknown")
     assert "UNKNOWN" in allowed.stdout
     assert "not shown" in json.loads((run / "verdict.json").read_text())["note"].lower()
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_chaos_runner_leaves_no_orphan(cli: Cli, tmp_path: Path) -> None:
+    """Even SIGKILL, which no cleanup code sees: the run's watchdog kills the peers."""
+    run = tmp_path / "run"
+    process = subprocess.Popen([cli.paths["ruaft-cluster"], "chaos", "--duration", "60", "--seed", "6",
+                                "--out", str(run), "--no-progress"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "nemesis.jsonl").exists() or '"begin"' not in (run / "nemesis.jsonl").read_text():
+            assert process.poll() is None, "the chaos run ended early"
+            assert time.monotonic() < deadline, "the chaos run did not begin"
+            time.sleep(0.2)
+        assert len(our_peers(run / "cluster.json")) == 5
+    finally:
+        process.kill()
+        process.wait(10)
+    deadline = time.monotonic() + 15
+    while our_peers(run / "cluster.json") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert_no_peers(run / "cluster.json", set())
