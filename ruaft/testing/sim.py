@@ -753,7 +753,8 @@ class Simulation:
         for at, seq, kind, a, _ in self._queue:
             if seq == event_id and kind == _DELIVER and seq not in self._cancelled:
                 self._cancelled.add(seq)
-                return a  # type: ignore[no-any-return]
+                message: Message = a
+                return message
         raise KeyError(f"no message in flight with event id {event_id}")
 
     def partition(self, *groups: Iterable[PeerId]) -> None:
@@ -1104,6 +1105,16 @@ class Simulation:
             if not self.peers[p].alive:
                 self.restart(p)
 
+    def _probe_needs_proposing(self) -> bool:
+        """No liveness probe yet, or the last one will never be acknowledged: refused, lost
+        with a crash, superseded by another leader's entry, or jumped over by a snapshot."""
+        probe = self.probe
+        if probe is None:
+            return True
+        if self.probe_committed_at is not None:
+            return False
+        return self._proposals.get((probe.peer, probe.index)) is not probe
+
     def _liveness_done(self) -> bool:
         """Probe committed and every peer has applied through it."""
         probe_at = self.probe_committed_at
@@ -1141,13 +1152,7 @@ class Simulation:
         bound = HEAL_BOUND_ELECTIONS * world.config.election_ticks * TICK
         deadline = self.now + bound
         while self.now < deadline:
-            if self.probe is None or (
-                self.probe_committed_at is None
-                and (self.peers[self.probe.peer].incarnation != self.probe.incarnation
-                     or self._proposals.get((self.probe.peer, self.probe.index)) is not self.probe)
-            ):
-                # (Re)propose the probe to the current leader: the last one was refused, lost
-                # with its leader, or superseded.
+            if self._probe_needs_proposing():
                 leader = self.leader()
                 if leader is not None:
                     self.propose(leader, f"probe:{world.seed}:{self.now}".encode(), probe=True)

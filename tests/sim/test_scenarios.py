@@ -7,6 +7,8 @@ with a full cross-check of the logs after every event too (`full_check_every=1`)
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ruaft.core.types import (
@@ -21,9 +23,9 @@ from ruaft.testing.sim import Simulation, World
 ELECTION = Config().election_ticks
 
 
-def calm(peers: int = 3, seed: int = 0, **world: object) -> Simulation:
+def calm(peers: int = 3, seed: int = 0, **world: Any) -> Simulation:
     return Simulation(
-        World.calm(seed=seed, peers=peers, **world),  # type: ignore[arg-type]
+        World.calm(seed=seed, peers=peers, **world),
         autopilot=False,
         full_check_every=1,
     )

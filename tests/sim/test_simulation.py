@@ -222,3 +222,25 @@ def test_failure_message_for_a_violation_names_seed_and_replay() -> None:
     failure = sim._failure("made up", None)
     assert "seed 77" in str(failure)
     assert "python -m ruaft.testing.sim --seed 77" in str(failure)
+
+
+def test_simulation_catches_a_follower_committing_unverified_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A subtler mutant: a follower treats its whole log as matching the leader's (paper
+    Figure 2, AppendEntries rule 5 says: only as far as the message proved), so it may commit
+    stale entries a new leader is about to overwrite. State-machine safety must catch it."""
+    original = RaftLog.maybe_append
+
+    def claims_whole_log(self: RaftLog, prev_log_index: int, entries: tuple[Entry, ...]) -> int:
+        original(self, prev_log_index, entries)
+        return self.last_index
+
+    monkeypatch.setattr(RaftLog, "maybe_append", claims_whole_log)
+    for seed in range(80):
+        try:
+            run_seed(seed)
+        except SimulationFailure as failure:
+            assert isinstance(failure.cause, InvariantViolation), failure
+            return
+    pytest.fail("a follower committing unverified entries passed 80 seeds")
