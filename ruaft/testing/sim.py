@@ -172,6 +172,7 @@ class World:
             max_append_bytes=rng.choice((40, 200, 1 << 20)),
             max_inflight_appends=rng.choice((1, 4, 64)),
             snapshot_chunk_bytes=rng.choice((16, 64, 256, 1 << 20)),
+            max_uncommitted_entries=rng.choice((12, 100_000)),
         )
         delay_lo = rng.randint(20, 500)
         world = cls(
@@ -197,7 +198,8 @@ class World:
     @classmethod
     def calm(cls, seed: int = 0, peers: int = 3, **overrides: Any) -> World:
         """No faults, no background clients: the test drives everything."""
-        return cls(seed=seed, peers=peers, propose_every=0.0, read_every=0.0, **overrides)
+        fields: dict[str, Any] = {"propose_every": 0.0, "read_every": 0.0, **overrides}
+        return cls(seed=seed, peers=peers, **fields)
 
     def describe(self) -> str:
         c = self.config
@@ -211,7 +213,7 @@ class World:
             f"faulty_ticks={self.faulty_ticks} | config hb={c.heartbeat_ticks} "
             f"el={c.election_ticks} pre_vote={c.pre_vote} check_quorum={c.check_quorum} "
             f"append_bytes={c.max_append_bytes} inflight={c.max_inflight_appends} "
-            f"chunk={c.snapshot_chunk_bytes}"
+            f"chunk={c.snapshot_chunk_bytes} max_uncommitted={c.max_uncommitted_entries}"
         )
 
 
@@ -610,7 +612,10 @@ class Simulation:
                 self.tick(a)
         elif kind == _PROPOSE:
             self._schedule_client(_PROPOSE, self.world.propose_every)
-            self.propose()
+            if self.rng.random() < 0.2:
+                self.propose_batch(count=self.rng.randint(2, 6))
+            else:
+                self.propose()
         elif kind == _READ:
             self._schedule_client(_READ, self.world.read_every)
             self.read()
@@ -847,6 +852,35 @@ class Simulation:
         self._drive(p)
         self._after(p)
         return result
+
+    def propose_batch(self, peer: PeerId | None = None, count: int = 3) -> int | None:
+        """A client sends `count` fresh commands in one batch (`propose_many`). Returns the
+        index of the first, or None if refused."""
+        target = self._client_target() if peer is None else peer
+        if target is None:
+            return None
+        p = self.peers[target]
+        if p.core is None:
+            return None
+        datas = []
+        for _ in range(count):
+            self._next_command += 1
+            datas.append(f"{self.world.seed}:{self._next_command}b".encode())
+        first = p.core.propose_many(datas)
+        self.proposals += count
+        if first is None:
+            self._log(f"propose p{target} x{count} refused")
+        else:
+            term = p.core.term
+            self._log(f"propose p{target} x{count} -> {first}/{term}")
+            for offset, data in enumerate(datas):
+                index = first + offset
+                self._proposals[(target, index)] = _Proposal(
+                    target, p.incarnation, index, term, data, False
+                )
+        self._drive(p)
+        self._after(p)
+        return first
 
     def _acknowledge(self, peer: SimPeer, entry: Entry) -> None:
         """A proposal is acknowledged when the peer it was made to applies it (same term):

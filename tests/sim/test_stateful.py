@@ -49,7 +49,7 @@ class ClusterMachine(RuleBasedStateMachine):
         sim = self.sim
         sim.run_for(10 * world.config.election_ticks, stop=lambda: sim.leader() is not None)
         for _ in range(3):
-            self.propose(True, 0, 0, 4)
+            self.propose(True, 0, 0, 4, False)
             sim.run_for(2)
 
     def _peer(self, n: int) -> int:
@@ -111,9 +111,16 @@ class ClusterMachine(RuleBasedStateMachine):
         peer=PEERS,
         size=st.integers(min_value=0, max_value=30),
         count=st.integers(min_value=1, max_value=6),
+        batch=st.booleans(),
     )
-    def propose(self, to_leader: bool, peer: int, size: int, count: int) -> None:
-        """A client sends `count` commands, to the leader or to any peer."""
+    def propose(self, to_leader: bool, peer: int, size: int, count: int, batch: bool) -> None:
+        """A client sends `count` commands, to the leader or to any peer, one by one or in
+        one batch (`propose_many`)."""
+        if batch:
+            target = self.sim.leader() if to_leader else self._peer(peer)
+            if target is not None:
+                self.sim.propose_batch(target, count)
+            return
         for _ in range(count):
             self.commands += 1
             data = f"c{self.commands}:".encode() + b"x" * size
