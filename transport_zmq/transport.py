@@ -174,8 +174,11 @@ class ZmqTransport:
     decides per message whether to drop or delay it (the transport does not own it: the
     orchestrator's control endpoint updates it). `context`: a shared ZeroMQ context (not
     terminated by `close`); by default the transport creates, owns and terminates its own.
-    `hwm` bounds each socket queue, in messages. `logger` defaults to
-    ``logging.getLogger("ruaft.transport")``.
+    `hwm` bounds each socket queue, in messages. One `poll` returns at most `max_batch`
+    frames' or about `max_batch_bytes` bytes' worth of messages (whichever comes first; the
+    rest stays queued for the next poll), so a flood of large AppendEntries cannot make one
+    batch unbounded in memory or in the time before the event loop gets control back.
+    `logger` defaults to ``logging.getLogger("ruaft.transport")``.
     """
 
     def __init__(
@@ -193,6 +196,7 @@ class ZmqTransport:
         reconnect_ivl_ms: int = 50,
         reconnect_ivl_max_ms: int = 1000,
         max_batch: int = 10_000,
+        max_batch_bytes: int = 32 << 20,
     ) -> None:
         if me not in addresses:
             raise ValueError(f"addresses has no entry for this peer ({me})")
@@ -201,14 +205,15 @@ class ZmqTransport:
                 f"codec.peer_ids {sorted(codec.peer_ids)} lacks peers of addresses "
                 f"{sorted(set(addresses) - codec.peer_ids)}"
             )
-        if hwm < 1 or max_batch < 1:
-            raise ValueError("hwm and max_batch must be positive")
+        if hwm < 1 or max_batch < 1 or max_batch_bytes < 1:
+            raise ValueError("hwm, max_batch and max_batch_bytes must be positive")
         self.me: Final = me
         self.addresses: Final[dict[PeerId, str]] = dict(addresses)
         self.codec: Final = codec
         self.faults: Final = faults
         self._log = logger if logger is not None else _DEFAULT_LOGGER
         self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
         self._own_context = context is None
         self._context: zmq.Context[Any] = zmq.Context() if context is None else context
         self._closed = False
@@ -355,9 +360,10 @@ class ZmqTransport:
     def poll(self, timeout: float) -> list[Message]:
         """Wait up to `timeout` seconds (0: just look) until at least one valid message has
         arrived or `wakeup()` was called, then return every message that has arrived, at most
-        `max_batch` frames' worth. Frames that fail to decode, or that the fault injector's
-        link check refuses, are counted and dropped, and do not end the wait. Delayed
-        outgoing messages are sent when due while waiting. Raises RuntimeError after close."""
+        `max_batch` frames' / `max_batch_bytes` bytes' worth. Frames that fail to decode, or
+        that the fault injector's link check refuses, are counted and dropped, and do not end
+        the wait. Delayed outgoing messages are sent when due while waiting. Raises
+        RuntimeError after close."""
         if self._closed:
             raise RuntimeError("poll() on a closed ZmqTransport")
         assert self._wakeup is not None
@@ -398,8 +404,12 @@ class ZmqTransport:
         me = self.me
         peer_of_identity = self._peer_of_identity
         received = 0
+        nbytes = 0
+        max_bytes = self._max_batch_bytes
         before = len(out)
         for _ in range(self._max_batch):
+            if nbytes >= max_bytes:
+                break
             try:
                 identity = recv(_NOBLOCK)
             except zmq.Again:
@@ -410,6 +420,7 @@ class ZmqTransport:
             # cost at two recv calls and one getsockopt.
             payload = recv(_NOBLOCK)
             received += 1
+            nbytes += len(payload)
             if getsockopt(_RCVMORE):
                 # A DEALER frame is [identity, payload]; anything longer (REQ envelopes,
                 # multi-part sends) is not ours.

@@ -416,6 +416,22 @@ def test_constructor_errors_leave_nothing_open(zctx: zmq.Context[zmq.Socket[byte
     assert not terminator.is_alive()
 
 
+def test_one_poll_returns_a_bounded_batch() -> None:
+    addresses = make_addresses(2)
+    codec = make_codec(addresses)
+    with ZmqTransport(0, addresses, codec=codec) as a, \
+            ZmqTransport(1, addresses, codec=codec, max_batch=10, max_batch_bytes=5000) as b:
+        wait_connected(a, b)
+        a.send([AppendEntries(0, 1, 1, 0, 0, (), 0, seq=i) for i in range(25)])
+        time.sleep(0.2)  # all queued at b
+        sizes = [len(b.poll(1.0)) for _ in range(3)]
+        assert sizes == [10, 10, 5]
+        a.send([InstallSnapshot(0, 1, 1, 1, 1, 0, b"x" * 2000, False)] * 5)
+        time.sleep(0.2)
+        sizes = [len(b.poll(1.0)) for _ in range(2)]
+        assert sizes == [3, 2]  # the batch stops once 5000 bytes were read
+
+
 def test_free_tcp_ports_are_distinct_and_bindable() -> None:
     ports = free_tcp_ports(20)
     assert len(set(ports)) == 20
