@@ -469,13 +469,21 @@ class Nemesis:
             self._started(step, long_reordering=bool(detail.get("long_reordering")), missed=missed)
 
     def _started(self, step: Step, **info: Any) -> None:
-        self.faults_started += 1
-        self.active_kinds[step.kind] += 1
+        with self._log_lock:
+            self.faults_started += 1
+            self.active_kinds[step.kind] += 1
         self.log(fault=step.fault, action="start", kind=step.kind, **info)
 
     def _ended(self, fault: int, kind: str, **info: Any) -> None:
-        self.active_kinds[kind] -= 1
+        with self._log_lock:
+            self.active_kinds[kind] -= 1
         self.log(fault=fault, action="end", kind=kind, **info)
+
+    def active_summary(self) -> str:
+        """The kinds of fault active now, e.g. "kill×2 lossy" (for the progress line)."""
+        with self._log_lock:
+            active = sorted((kind, count) for kind, count in self.active_kinds.items() if count > 0)
+        return " ".join(f"{kind}×{count}" if count > 1 else kind for kind, count in active)
 
     def _end(self, step: Step) -> None:
         fault = step.fault
@@ -604,14 +612,19 @@ def client_loop(index: int, options: ChaosOptions, addresses: Sequence[str], rec
 
 
 def final_reads(addresses: Sequence[str], keys: Sequence[str], recorder: HistoryRecorder,
-                timeout: float) -> tuple[dict[str, str], dict[str, str]]:
-    """Read every key (recorded as process "final"); returns (values, errors)."""
+                timeout: float, budget: float = 60.0) -> tuple[dict[str, str], dict[str, str]]:
+    """Read every key (recorded as process "final"), each up to three times with `timeout`
+    per call, all within `budget` seconds; returns (values, errors)."""
     values: dict[str, str] = {}
     errors: dict[str, str] = {}
+    deadline = time.monotonic() + budget
     client = KVClient(addresses, client_id=f"chaos-final-{os.getpid()}", timeout=timeout)
     try:
         for key in keys:
+            errors[key] = "not read: the final phase ran out of time"
             for attempt in range(3):
+                if time.monotonic() >= deadline:
+                    break
                 recorder.invoke(FINAL_PROCESS, "get", key)
                 try:
                     value = client.get(key)
@@ -827,6 +840,13 @@ def summary_page(run_dir: Path, verdict: dict[str, Any], result: CheckResult,
         for r in nemesis)
     problems = "".join(f"<li>{esc(p)}</li>" for p in verdict["problems"]) or "<li>none</li>"
     durability = esc(json.dumps(verdict["durability"], indent=2)[:20000])
+    command = f"<code>python -m orchestrator.checker {esc(str(run_dir / HISTORY_FILE))} --model kv --html OUT</code>"
+    if verdict["linearizable"] == "UNKNOWN":
+        note = (f"<b>UNKNOWN is not a pass.</b> The checker could not decide "
+                f"{esc(', '.join(verdict['unknown_keys']))} within its budget; re-check with "
+                f"<code>ruaft-cluster check {esc(str(run_dir))} --check-timeout 600</code>, or draw them with {command}.")
+    else:
+        note = f"No key's history is illegal, so there is no timeline to draw here; for one, run {command}."
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>Chaos run {esc(run_dir.name)}</title><style>"
@@ -839,8 +859,7 @@ def summary_page(run_dir: Path, verdict: dict[str, Any], result: CheckResult,
         f"Operations: {verdict['ops']} ({esc(json.dumps(verdict['outcomes']))}). "
         f"Faults: {verdict['faults']}. Seed: {verdict['seed']}.</p>"
         f"<h2>Problems</h2><ul>{problems}</ul>"
-        "<p>No key's history is illegal, so there is no timeline to draw; for one, run "
-        f"<code>python -m orchestrator.checker {esc(str(run_dir / HISTORY_FILE))} --model kv --html OUT</code>.</p>"
+        f"<p>{note}</p>"
         f"<h2>Keys</h2><table><tr><th>key</th><th>verdict</th><th>ops</th><th>steps</th><th>seconds</th></tr>{rows}</table>"
         f"<h2>Durability</h2><pre>{durability}</pre>"
         f"<h2>Nemesis</h2><table><tr><th>s</th><th>action</th><th>kind</th><th>detail</th></tr>{faults}</table>"
@@ -967,8 +986,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _active(nemesis: Nemesis) -> str:
-    return " ".join(f"{kind}×{count}" if count > 1 else kind
-                    for kind, count in sorted(nemesis.active_kinds.items()) if count > 0)
+    return nemesis.active_summary()
 
 
 def run_chaos(options: ChaosOptions, show_progress: bool = True) -> tuple[dict[str, Any] | None, int]:
