@@ -192,6 +192,38 @@ def test_lagging_follower_catches_up_by_chunked_install_snapshot() -> None:
     assert applied_everywhere(sim, final)
 
 
+def test_lagging_follower_catches_up_while_the_leader_keeps_compacting() -> None:
+    """Liveness of InstallSnapshot under load: clients keep writing, so the leader compacts
+    again (every few entries) before a multi-chunk transfer to the lagging follower can end.
+    The follower must still catch up — each transfer has to be allowed to finish (or resume)
+    rather than start over from offset 0 with every newer snapshot. See FINDINGS.md."""
+    sim = calm(
+        3, seed=12,
+        config=Config(snapshot_chunk_bytes=16),
+        compaction_bytes=250,
+        delay_units=(400, 1500),
+    )
+    leader = elect(sim)
+    lagging = (leader + 1) % 3
+    sim.isolate(lagging)
+    for n in range(30):
+        commit(sim, leader, f"entry-{n:03d}".encode())
+    sim.heal()
+    target = sim.peers[leader].app.index
+    bound = 30 * ELECTION
+    for n in range(bound):
+        current = sim.leader()
+        if current is not None:
+            sim.propose(current, f"load-{n:03d}".encode())
+        sim.run_for(1)
+        if sim.peers[lagging].app.index >= target:
+            break
+    assert sim.peers[lagging].app.index >= target, (
+        f"the lagging follower did not catch up within {bound} ticks under write load: "
+        f"{sim.status()}"
+    )
+
+
 def test_restart_restores_state_machine_from_snapshot() -> None:
     sim = calm(3, seed=5, compaction_bytes=300)
     leader = elect(sim)
