@@ -61,7 +61,7 @@ class Progress:
         "idle_ticks",
         "acked_seq",
         "sent_commit",
-        "snapshot_index",
+        "snapshot",
         "snapshot_offset",
     )
 
@@ -75,17 +75,19 @@ class Progress:
         self.idle_ticks = 0
         self.acked_seq = 0
         self.sent_commit = 0
-        self.snapshot_index = 0
+        self.snapshot: Snapshot | None = None  # the snapshot being sent (pinned, see below)
         self.snapshot_offset = 0
 
     def become_probe(self) -> None:
         self.state = ReplicationState.PROBE
+        self.snapshot = None
         self.next_index = max(self.next_index, self.match_index + 1)
         self.inflight.clear()
         self.probe_sent = False
 
     def become_replicate(self) -> None:
         self.state = ReplicationState.REPLICATE
+        self.snapshot = None
         self.next_index = self.match_index + 1
         self.inflight.clear()
         self.probe_sent = False
@@ -697,7 +699,12 @@ class RaftCore:
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
         progress = self._progress[m.from_peer]
         self._acknowledge(progress, m.seq)
-        if progress.state is not ReplicationState.SNAPSHOT or m.last_included_index != progress.snapshot_index:
+        snapshot = progress.snapshot
+        if (
+            progress.state is not ReplicationState.SNAPSHOT
+            or snapshot is None
+            or m.last_included_index != snapshot.index
+        ):
             return
         if m.done:
             if m.match_index > self.log.last_index:
@@ -774,18 +781,17 @@ class RaftCore:
         if snapshot is None:
             raise RaftInvariantError(f"entry {progress.next_index - 1} compacted but no snapshot")
         progress.state = ReplicationState.SNAPSHOT
-        progress.snapshot_index = snapshot.index
+        # Pinned until the follower has it all: were we to switch to each newer snapshot, a
+        # leader that compacts faster than a transfer completes would never finish one
+        # (etcd likewise keeps a follower in StateSnapshot for the snapshot it is sending).
+        progress.snapshot = snapshot
         progress.snapshot_offset = 0
         progress.inflight.clear()
         self._send_snapshot_chunk(peer, progress)
 
     def _send_snapshot_chunk(self, peer: PeerId, progress: Progress) -> None:
-        snapshot = self.log.snapshot
+        snapshot = progress.snapshot
         assert snapshot is not None
-        if snapshot.index != progress.snapshot_index:
-            # We compacted again mid-transfer: send the newer snapshot instead.
-            progress.snapshot_index = snapshot.index
-            progress.snapshot_offset = 0
         offset = min(progress.snapshot_offset, len(snapshot.data))
         chunk = snapshot.data[offset: offset + self.config.snapshot_chunk_bytes]
         done = offset + len(chunk) >= len(snapshot.data)
