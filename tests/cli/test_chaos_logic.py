@@ -15,6 +15,7 @@ from orchestrator.chaos import (
     max_down,
     parse_nemesis,
     plan_schedule,
+    prune_unapplied_appends,
     ring_disabled,
     ChaosError,
 )
@@ -92,3 +93,15 @@ def test_durability_rules() -> None:
     assert report["phantom"] == [{"key": "a0", "token": "x;"}]
     assert [m["value"] for m in report["missing"]] == ["c3-1;"]
     assert check_durability(ops, None, ["a0"], ["p0"])["unread_keys"] == ["a0", "p0"]
+
+
+def test_pruning_is_limited_to_append_keys_read_last() -> None:
+    final = Operation("final", OpInput("get", "a0", None), 10, "c0-1;", 11)
+    ops = [_op("append", "a0", "c0-1;", 0, 1), _op("append", "a0", "c1-1;", 0, 1, unknown=True),
+           _op("append", "a0", "c0-1;", 0, 1, unknown=True), final]
+    kept, dropped = prune_unapplied_appends(ops, ["a0"])
+    assert dropped == 1 and ops[1] not in kept and ops[2] in kept
+    assert prune_unapplied_appends(ops, [])[1] == 0  # not an append key
+    late = Operation(5, OpInput("get", "a0", None), 9, "c0-1;", 12)  # returned after the final read began
+    assert prune_unapplied_appends(ops + [late], ["a0"])[1] == 0
+    assert prune_unapplied_appends(ops[:3], ["a0"])[1] == 0  # no final read
