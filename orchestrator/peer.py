@@ -136,7 +136,13 @@ class TestPeer:
             self.start_raft()
             return {"ok": True}
         if op == "set_faults":
-            self.faults.apply(request["rules"])
+            rules = request.get("rules")
+            if not isinstance(rules, dict):
+                return {"ok": False, "error_kind": "bad_request", "error": "rules must be a map"}
+            try:
+                self.faults.apply(rules)
+            except (ValueError, TypeError) as exc:  # refused as a whole: nothing changed
+                return {"ok": False, "error_kind": "bad_request", "error": str(exc)[:200]}
             return {"ok": True}
         raft = self.raft
         if raft is None:
