@@ -96,7 +96,7 @@ def test_run_counts_are_plausible() -> None:
     compaction and snapshot installs, crashes (summed over a few seeds)."""
     results = [run_seed(seed) for seed in range(12)]
     assert all(r.elections >= 1 and r.commit_index > 0 for r in results)
-    assert all(r.recovery_ticks is not None for r in results)
+    assert all(0 <= r.commit_ticks <= r.recovery_ticks for r in results)
     assert sum(r.reads_confirmed for r in results) > 0
     assert sum(r.compactions for r in results) > 0
     assert sum(r.snapshots_installed for r in results) > 0
