@@ -4,6 +4,7 @@ traceback. None of these starts a peer: the cluster files here name ports nothin
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,10 @@ def test_check_on_a_folder_without_history_exits_2(cli: Cli, tmp_path: Path) -> 
 
 
 def test_every_command_has_help(cli: Cli) -> None:
-    for command in ("up", "status", "kill", "stop", "restart", "partition", "heal", "down", "chaos", "check"):
-        assert "Usage: ruaft-cluster " + command in cli.cluster(command, "--help").stdout
-    for command in ("put", "append", "get"):
-        assert "Usage: ruaft-kv " + command in cli.kv(command, "--help").stdout
+    commands = [("ruaft-cluster", c) for c in ("up", "status", "kill", "stop", "restart", "partition",
+                                               "heal", "down", "chaos", "check")]
+    commands += [("ruaft-kv", c) for c in ("put", "append", "get")]
+    with ThreadPoolExecutor(4) as pool:  # each start costs a second or so: run them side by side
+        results = list(pool.map(lambda sc: cli.run(sc[0], sc[1], "--help"), commands))
+    for (script, command), result in zip(commands, results):
+        assert f"Usage: {script} {command}" in result.stdout
