@@ -90,6 +90,7 @@ PARTITION_SHAPES = ("isolate-leader", "isolate", "halves", "ring", "bridge")
 HISTORY_FILE = "history.jsonl"
 NEMESIS_FILE = "nemesis.jsonl"
 FINAL_READS_FILE = "final_reads.json"
+FINAL_STATUS_FILE = "final_status.json"
 VERDICT_FILE = "verdict.json"
 TIMELINE_FILE = "timeline.html"
 OPTIONS_FILE = "options.json"
@@ -806,6 +807,10 @@ def check_run(run_dir: Path, check_timeout: float | None = None,
     checker_seconds = time.monotonic() - started
     durability = check_durability(operations, final, append_keys, put_keys)
     nemesis = _read_jsonl(run_dir / NEMESIS_FILE)
+    try:
+        final_status: list[dict[str, Any]] = json.loads((run_dir / FINAL_STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        final_status = []
     errors = peer_errors(run_dir)
     unexpected = sorted({p for r in nemesis if r.get("action") == "unexpected-exit" for p in r.get("peers", [])})
 
@@ -844,6 +849,7 @@ def check_run(run_dir: Path, check_timeout: float | None = None,
         "unexpected_exits": unexpected,
         "problems": problems,
         "final_reads": bool(final),
+        "max_snapshot_index": max((r.get("snapshot_index") or 0 for r in final_status), default=None),
     }
     if result.verdict is Verdict.UNKNOWN and allow_unknown:
         verdict["note"] = "UNKNOWN allowed by --allow-unknown: linearizability was NOT shown"
@@ -1090,6 +1096,7 @@ def run_chaos(options: ChaosOptions, show_progress: bool = True) -> tuple[dict[s
                 {"leader": leader, "values": values, "errors": errors, "unexpected_exits": unexpected},
                 indent=2) + "\n")
             say(f"final reads: {len(values)}/{len(append_keys) + len(put_keys)} keys (leader {leader})")
+            (out / FINAL_STATUS_FILE).write_text(json.dumps([asdict(r) for r in cluster.status()], indent=2) + "\n")
             ran = True
     finally:
         stop.set()

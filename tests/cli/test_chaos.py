@@ -52,6 +52,9 @@ def test_sixty_second_chaos_run_passes(cli: Cli, tmp_path: Path) -> None:
     options = json.loads((run / "options.json").read_text())
     assert options["nodes"] == 5 and options["duration"] == 60 and options["clients"] == 8
     assert options["maxraftstate"] <= 64 << 10
+    assert verdict["max_snapshot_index"] > 0  # the logs were compacted during the run
+    status = json.loads((run / "final_status.json").read_text())
+    assert len(status) == 5 and all(r["alive"] for r in status)
     for peer in range(5):
         assert (run / f"peer-{peer}" / "peer.log").stat().st_size > 0
     nemesis = [json.loads(line) for line in (run / "nemesis.jsonl").read_text().splitlines()]
