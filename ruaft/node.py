@@ -290,6 +290,29 @@ class Raft:
         self._transport.wakeup()
         return ok
 
+    def hand_off_leadership(self, timeout: float = 3.0) -> bool:
+        """Before a graceful stop: if this peer leads, transfer leadership to the follower with
+        the most of the log (thesis §3.10) and wait until this peer no longer leads, so clients
+        see no election timeout. Returns True when this peer does not lead on return."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._check_running()
+            core = self._core
+            if core.role is not Role.LEADER:
+                return True
+            followers = [p for p in core.peers if p != self.me]
+            if not followers:
+                return False
+            target = max(followers, key=core.match_index)
+            core.transfer_leadership(target)
+        self._transport.wakeup()
+        self._log.info("handing leadership to peer %d", target)
+        while time.monotonic() < deadline:
+            if not self.get_state()[1]:
+                return True
+            time.sleep(0.005)
+        return False
+
     def kill(self) -> None:
         """Stop every thread, wait for them, close transport and storage; then re-raise the
         first error recorded inside (invariant violation, storage failure, callback

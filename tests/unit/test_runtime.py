@@ -194,3 +194,16 @@ def test_kill_is_clean_without_errors() -> None:
     raft = Raft([0], 0, MemoryStorage(), lambda m: None, config=FAST, transport=net.endpoint(0))
     raft.kill()
     raft.kill()  # idempotent
+
+
+def test_hand_off_leadership_moves_leader_to_a_follower(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    raft = cluster.rafts[leader]
+    assert raft is not None
+    index, _ = raft.start("before hand-off")  # type: ignore[misc]
+    cluster.wait_all_applied(index, PEERS)
+    assert raft.hand_off_leadership(timeout=5.0)
+    new_leader = cluster.leader()
+    assert new_leader != leader
+    index2, _ = cluster.rafts[new_leader].start("after hand-off")  # type: ignore[union-attr,misc]
+    cluster.wait_all_applied(index2, PEERS)
