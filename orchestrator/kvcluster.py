@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kv.client import ClientFaults, KVClient
-from orchestrator.cluster import Cluster
+from orchestrator.cluster import Cluster, ClusterFailure
 from transport_zmq.transport import free_tcp_ports
 
 
@@ -62,6 +62,15 @@ class KVCluster(Cluster):
         """Block until every live server answers on its control endpoint (after `start1`,
         which does not wait); fails after `timeout` seconds."""
         self._wait_ready([i for i in range(self.n) if self.peers[i] is not None], timeout)
+
+    def message_stats(self, i: int) -> dict[str, Any]:
+        """Server i's fault-injector counters (`FaultInjector.stats`: `rpcs_by_kind` counts
+        the requests it sent, `replies_by_kind` the replies it sent, by message kind)."""
+        reply = self._call(i, "stats")
+        if reply is None:
+            raise ClusterFailure(f"peer {i} did not report its stats")
+        faults = reply["transport"].get("faults")
+        return dict(faults or {})
 
     def raft_state_sizes(self) -> dict[int, int]:
         return {i: self.log_size(i) for i in range(self.n) if self.peers[i] is not None}

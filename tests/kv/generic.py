@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from kv.client import DefiniteError, IndefiniteError, KVClient
+from kv.client import BadRequestError, DefiniteError, IndefiniteError, KVClient
 from orchestrator.checker import MODELS, HistoryRecorder, Verdict, check_events, write_html
 from orchestrator.cluster import ELECTION_TIMEOUT
 from orchestrator.kvcluster import KVCluster
@@ -102,8 +102,9 @@ class _ClientResult:
     """Completed appends (`x cli j y` for j < appends are certainly in the key's value)."""
     acceptable: set[str] = field(default_factory=set)
     """Non-linearizable mode: the values the client's key may hold after the round."""
+    indefinite: bool = False
+    """The client's last write ended indefinite at the round's end (recorded as info)."""
     error: str | None = None
-    done: bool = False
 
 
 def _nonlinearizable_client(cli: int, ck: KVClient, stop: threading.Event, rng: random.Random,
@@ -115,8 +116,12 @@ def _nonlinearizable_client(cli: int, ck: KVClient, stop: threading.Event, rng: 
             ck.put(key, "")
         except IndefiniteError:
             result.acceptable = before | {""}
+            result.indefinite = True
             return
-        except DefiniteError:
+        except BadRequestError as exc:
+            result.error = f"client {cli}: put refused: {exc}"
+            return
+        except DefiniteError:  # stopped before anything was sent
             result.acceptable = before
             return
         result.ops += 1
@@ -129,8 +134,12 @@ def _nonlinearizable_client(cli: int, ck: KVClient, stop: threading.Event, rng: 
                     ck.append(key, nv)
                 except IndefiniteError:
                     result.acceptable = {last, last + nv}
+                    result.indefinite = True
                     return
-                except DefiniteError:
+                except BadRequestError as exc:
+                    result.error = f"client {cli}: append refused: {exc}"
+                    return
+                except DefiniteError:  # stopped before anything was sent
                     return
                 last += nv
                 result.acceptable = {last}
@@ -138,7 +147,10 @@ def _nonlinearizable_client(cli: int, ck: KVClient, stop: threading.Event, rng: 
             else:
                 try:
                     value = ck.get(key)
-                except DefiniteError:
+                except BadRequestError as exc:
+                    result.error = f"client {cli}: get refused: {exc}"
+                    return
+                except DefiniteError:  # stopped
                     return
                 if value != last:
                     result.error = (f"client {cli}: get({key!r}) returned a wrong value; wanted\n"
@@ -147,8 +159,6 @@ def _nonlinearizable_client(cli: int, ck: KVClient, stop: threading.Event, rng: 
             result.ops += 1
     except Exception as exc:  # noqa: BLE001 — reported by the main thread
         result.error = f"client {cli} raised {exc!r}"
-    finally:
-        result.done = True
 
 
 def _linearizable_client(cli: int, process: str, ck: KVClient, stop: threading.Event,
@@ -174,9 +184,12 @@ def _linearizable_client(cli: int, process: str, ck: KVClient, stop: threading.E
                     output = ck.get(key)
             except IndefiniteError:
                 recorder.info(process)
+                result.indefinite = True
                 return
-            except DefiniteError:
+            except DefiniteError as exc:
                 recorder.fail(process)
+                if isinstance(exc, BadRequestError):
+                    result.error = f"client {cli}: {f} refused: {exc}"
                 return
             recorder.ok(process, output)
             result.ops += 1
@@ -185,8 +198,6 @@ def _linearizable_client(cli: int, process: str, ck: KVClient, stop: threading.E
         result.error = f"client {cli} raised {exc!r}"
         if process in recorder.open_processes():
             recorder.info(process)
-    finally:
-        result.done = True
 
 
 def _partitioner(cfg: KVCluster, clients: list[KVClient], stop: threading.Event,
@@ -313,7 +324,12 @@ def generic(
                 expected[cli] = results[cli].acceptable
 
         ops = [r.ops for r in results]
-        print(f"round {round_no}: {time.monotonic() - t_round:.1f}s, ops per client {ops}")
+        for line in partition_log:
+            print(line)
+        partition_log.clear()
+        indefinite = sum(r.indefinite for r in results)
+        print(f"round {round_no}: {time.monotonic() - t_round:.1f}s, ops per client {ops}, "
+              f"{indefinite} ended indefinite")
         for cli, count in enumerate(ops):
             if count < MIN_OPS:
                 message = (f"round {round_no}: client {cli} completed only {count} operations "

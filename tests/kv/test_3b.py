@@ -45,6 +45,9 @@ def test_snapshot_rpc(make_kv_cluster: MakeKVCluster) -> None:
     check_get(ck1, "1", "1")
     check_get(ck1, "49", "49")
     assert cfg.snapshot_size(2) > lagging_before, "the lagging server holds no newer snapshot"
+    # It answered an InstallSnapshot: it could not have received one while cut off.
+    installs = cfg.message_stats(2)["replies_by_kind"].get("INSTALL_SNAPSHOT_RESPONSE", 0)
+    assert installs > 0, "the lagging server was not caught up by InstallSnapshot"
 
     # now everybody
     cfg.partition([0, 1, 2], [])
