@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import pytest
@@ -352,25 +353,31 @@ def generic(
         print("WARNING:", message)
 
     if recorder is not None:
-        _check_history(cfg, recorder)
+        check_history(recorder, cfg.base_dir)
     return cfg
 
 
-def _check_history(cfg: KVCluster, recorder: HistoryRecorder) -> None:
+def check_history(recorder: HistoryRecorder, out_dir: Path,
+                  budget: float = LINEARIZABILITY_BUDGET) -> Verdict:
+    """Check the recorded history with the kv model within `budget` seconds. The history is
+    written to `out_dir`/history.jsonl; ILLEGAL fails the test after writing the HTML
+    timeline to `out_dir`/linearizability.html (next to the peer logs); UNKNOWN is printed
+    and raised as a `LinearizabilityUnknown` warning, never passed silently."""
     events = recorder.events()
-    history_path = cfg.base_dir / "history.jsonl"
+    history_path = out_dir / "history.jsonl"
     recorder.write_jsonl(history_path)
     t0 = time.monotonic()
-    result = check_events(MODELS["kv"], events, timeout=LINEARIZABILITY_BUDGET)
+    result = check_events(MODELS["kv"], events, timeout=budget)
     print(f"linearizability: {result.verdict} in {time.monotonic() - t0:.1f}s "
           f"({len(events)} events; {result.summary()}); history at {history_path}")
     if result.verdict is Verdict.ILLEGAL:
-        html = cfg.base_dir / "linearizability.html"
+        html = out_dir / "linearizability.html"
         write_html(html, result, MODELS["kv"], title="KV history is not linearizable")
         print(f"info: wrote history visualization to {html}")
         pytest.fail(f"history is not linearizable; see {html}")
     if result.verdict is Verdict.UNKNOWN:
-        message = (f"linearizability check timed out after {LINEARIZABILITY_BUDGET}s: the "
-                   f"history ({history_path}) was NOT verified")
+        message = (f"linearizability check timed out after {budget}s: the history "
+                   f"({history_path}) was NOT verified")
         print("WARNING:", message)
         warnings.warn(message, LinearizabilityUnknown, stacklevel=3)
+    return result.verdict
