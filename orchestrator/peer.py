@@ -7,8 +7,8 @@ The orchestrator starts it in test mode: the control endpoint (`get_state`, `sta
 `stats`, `set_faults`, `log_size`, `snapshot_size`, `applied`, `go`) is on, and the transport
 carries a fault injector. With `--hold` the peer opens its storage, transport and control
 endpoint but starts Raft (and so its clocks) only when told `go`: the orchestrator starts a
-new cluster's peers in the same instant, as the original's test config does, however long
-each process took to come up. The applier records every applied command by index; a gap or a
+new cluster's peers within one tick of each other, as the original's test config starts its
+peers at once, however long each process took to come up. The applier records every applied command by index; a gap or a
 reorder is an error. On any error inside (invariant violation, storage failure, apply
 error) the peer writes `peer-error.txt` in its data dir and exits with status 1.
 """
