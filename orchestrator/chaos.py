@@ -1110,6 +1110,8 @@ def run_chaos(options: ChaosOptions, show_progress: bool = True) -> tuple[dict[s
                         client_errors=tally.errors, nemesis_errors=nemesis.errors, swept_pids=swept,
                         completed=ran)
         (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    for problem in nemesis.errors + tally.errors:
+        say(f"warning: {problem}")
     say(f"checking {len(recorder)} events (budget {options.check_timeout:g} s)")
     return check_run(out, options.check_timeout, options.allow_unknown)
 
