@@ -286,19 +286,35 @@ class RaftCore:
             or self._snapshot_to_apply is not None
             or self.log.unstable_from <= self.log.last_index
             or self.log.commit_index > self.log.applied_index
-            or self.hard_state() != self._persisted_hard_state
+            or self._hard_state_due(self.hard_state())
         )
+
+    def _hard_state_due(self, hard: HardState) -> bool:
+        """Whether the hard state must go into the next Ready's write.
+
+        Term and vote must be durable before we answer anyone (Figure 2). The commit index is
+        only a hint that saves re-applying after a restart (a restarted peer re-learns it from
+        the leader), so a change of commit alone does not cost a write of its own: it rides
+        along with the next entries or snapshot persisted.
+        """
+        persisted = self._persisted_hard_state
+        if hard == persisted:
+            return False
+        if hard.term != persisted.term or hard.vote != persisted.vote:
+            return True
+        return self.log.unstable_from <= self.log.last_index or self._snapshot_to_persist is not None
 
     def ready(self) -> Ready:
         """Take everything the driver must do now (see `Ready`). Outputs handed out here are
         not handed out again; `advance` must follow once the persistence step is durable."""
         hard = self.hard_state()
+        hard_due = self._hard_state_due(hard)
         snapshot_to_apply = self._snapshot_to_apply
         if snapshot_to_apply is not None:
             self.log.applied_index = max(self.log.applied_index, snapshot_to_apply.index)
         committed = self.log.entries_to_apply()
         rd = Ready(
-            hard_state=hard if hard != self._persisted_hard_state else None,
+            hard_state=hard if hard_due else None,
             entries=tuple(self.log.unstable_entries()),
             snapshot=self._snapshot_to_persist,
             messages=tuple(self._messages),
@@ -307,7 +323,8 @@ class RaftCore:
             read_states=tuple(self._read_states),
             failed_reads=tuple(self._failed_reads),
         )
-        self._persisted_hard_state = hard
+        if hard_due:
+            self._persisted_hard_state = hard
         self.log.unstable_from = self.log.last_index + 1
         if committed:
             self.log.applied_index = committed[-1].index
