@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Iterator
 
@@ -78,6 +80,21 @@ def test_same_seed_same_trace(seed: int) -> None:
     assert first.trace == second.trace
     assert first.trace_hash == second.trace_hash
     assert first.summary() == second.summary()
+
+
+def test_same_trace_in_another_interpreter() -> None:
+    """Replays are reproducible across processes: nothing depends on hash randomisation
+    (PYTHONHASHSEED), object ids or wall-clock time."""
+    expected = run_seed(11, faulty_ticks=150).trace_hash
+    for hash_seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c",
+             "from ruaft.testing.sim import run_seed; "
+             "print(run_seed(11, faulty_ticks=150).trace_hash)"],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert out.stdout.strip() == expected
 
 
 def test_different_seeds_different_traces() -> None:
