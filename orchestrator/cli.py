@@ -214,8 +214,9 @@ def chaos(
                                        help="run directory (default runs/chaos-<timestamp>-<seed>)"),
     keys: int = typer.Option(6, "--keys", min=2, help="size of the key set"),
     op_timeout: float = typer.Option(3.0, "--op-timeout", min=0.1, help="seconds per client call"),
-    check_timeout: float = typer.Option(120.0, "--check-timeout", min=0.1,
-                                        help="time budget of the linearizability checker, seconds"),
+    check_timeout: Optional[float] = typer.Option(
+        None, "--check-timeout", min=0.1,
+        help="time budget of the linearizability checker, seconds [default: max(120, 2 × duration)]"),
     allow_unknown: bool = typer.Option(False, "--allow-unknown",
                                        help="exit 0 even if the checker's verdict is UNKNOWN"),
     maxraftstate: int = typer.Option(64 << 10, "--maxraftstate", min=1,
@@ -233,7 +234,8 @@ def chaos(
         options = chaos_mod.ChaosOptions(
             nodes=nodes, duration=duration, clients=clients, nemesis=chaos_mod.parse_nemesis(nemesis),
             seed=seed, out=out if out is not None else chaos_mod.default_run_dir(seed), keys=keys,
-            op_timeout=op_timeout, check_timeout=check_timeout, allow_unknown=allow_unknown,
+            op_timeout=op_timeout, allow_unknown=allow_unknown,
+            check_timeout=check_timeout if check_timeout is not None else max(120.0, 2 * duration),
             maxraftstate=maxraftstate)
         options.validate()
         verdict, code = chaos_mod.run_chaos(options, show_progress=progress)
