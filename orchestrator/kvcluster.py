@@ -19,12 +19,29 @@ class KVCluster(Cluster):
     def __init__(self, n: int, unreliable: bool = False, maxraftstate: int | None = None, *,
                  base_dir: Path, seed: int | None = None, **options: Any):
         self.maxraftstate = maxraftstate
-        self.client_addresses = {i: f"tcp://127.0.0.1:{port}" for i, port in enumerate(free_tcp_ports(n))}
+        self.client_addresses: dict[int, str] = {}
+        """Chosen when the first server starts (`_choose_client_addresses`)."""
         self.clients: list[KVClient] = []
         super().__init__(n, unreliable, snapshot=False, base_dir=base_dir, peer_module="kv",
                          seed=seed, **options)
 
+    def _choose_client_addresses(self) -> None:
+        """n client ports distinct from the Raft and control ports `Cluster` chose. Two
+        separate `free_tcp_ports` calls can return the same port (each releases its ports
+        before returning): about 0.6 % of 5-server clusters drew a client port equal to a
+        control port, and the server then failed at start-up with "Address already in use"."""
+        taken = {int(address.rsplit(":", 1)[1])
+                 for address in [*self.addresses.values(), *self.control_addresses.values()]}
+        for _ in range(100):
+            ports = free_tcp_ports(self.n)
+            if not taken.intersection(ports):
+                self.client_addresses = {i: f"tcp://127.0.0.1:{port}" for i, port in enumerate(ports)}
+                return
+        raise ClusterFailure("could not find free client ports distinct from the peers' ports")
+
     def peer_args(self, i: int) -> list[str]:
+        if not self.client_addresses:  # Cluster.__init__ has chosen its ports by now
+            self._choose_client_addresses()
         args = ["--client-listen", self.client_addresses[i]]
         if self.maxraftstate is not None:
             args += ["--maxraftstate", str(self.maxraftstate)]
