@@ -52,6 +52,7 @@ def test_rpc_bytes(make_cluster: MakeCluster, rng: random.Random) -> None:
         sent += len(cmd)
     got = cfg.bytes_total() - bytes0
     expected = servers * sent
+    print(f"RPC bytes: {got} for {sent} bytes of commands (bound {expected + 50_000})")
     assert got <= expected + 50_000, f"too many RPC bytes; got {got}, expected {expected}"
 
 
@@ -344,6 +345,7 @@ def test_count(make_cluster: MakeCluster, rng: random.Random) -> None:
 
     leader = cfg.check_one_leader()
     total1 = cfg.rpc_total()
+    print(f"RPCs to elect the first leader: {total1}")
     assert 1 <= total1 <= 10, f"too many or few RPCs ({total1}) to elect initial leader"
 
     total2 = 0
@@ -393,6 +395,7 @@ def test_count(make_cluster: MakeCluster, rng: random.Random) -> None:
         if failed:
             continue
 
+        print(f"RPCs for {iters} entries: {total2 - total1}")
         assert total2 - total1 <= (iters + 1 + 3) * (servers - 1), (
             f"too many RPCs ({total2 - total1}) for {iters} entries")
         success = True
@@ -403,4 +406,5 @@ def test_count(make_cluster: MakeCluster, rng: random.Random) -> None:
     time.sleep(ELECTION_TIMEOUT)
 
     total3 = cfg.rpc_total()
+    print(f"RPCs for 1 ET of idleness: {total3 - total2}")
     assert total3 - total2 < 20, f"too many RPCs ({total3 - total2}) for 1 second of idleness"
