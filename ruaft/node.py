@@ -32,7 +32,7 @@ import msgpack
 from ruaft.core.raft import RaftCore
 from ruaft.core.types import Config, PeerId, Ready, Role
 from ruaft.logsetup import PeerLogger
-from ruaft.storage.base import Storage
+from ruaft.storage.base import Storage, StorageFullError
 from ruaft.transport import Transport
 
 
@@ -115,6 +115,9 @@ def decode_command(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+STORAGE_RETRY_SECONDS = 0.5
+"""How often a peer whose disk is full retries its pending write."""
+
 _STOP = object()
 _SNAPSHOT_REQUEST = object()
 
@@ -157,6 +160,8 @@ class Raft:
         self._last_role = self._core.role
         self._last_term = self._core.term
 
+        self.storage_problem: str | None = None
+        """Set while the disk is full and writes wait for space (see `_save`)."""
         self._stopping = threading.Event()
         self._errors: list[BaseException] = []
         self._reads: dict[int, concurrent.futures.Future[int]] = {}
@@ -382,8 +387,8 @@ class Raft:
 
     def _handle_ready(self, rd: Ready) -> None:
         # Persist before sending: the Ready contract (ruaft.core.types.Ready).
-        if rd.must_persist():
-            self._storage.save(rd.hard_state, rd.entries, rd.snapshot)
+        if rd.must_persist() and not self._save(rd):
+            return  # stopped while waiting for disk space: nothing may be sent
             self._state_bytes = self._storage.raft_state_size()
             if rd.snapshot is not None:
                 self._snapshot_bytes = self._storage.snapshot_size()
@@ -407,6 +412,26 @@ class Raft:
         for future in failed:
             if future is not None and not future.done():
                 future.set_exception(NotLeaderError(f"peer {self.me} lost leadership"))
+
+    def _save(self, rd: Ready) -> bool:
+        """Persist `rd`; while the disk is full, keep retrying (nothing was written, and
+        nothing that depends on the write is sent), so the peer pauses instead of dying and
+        resumes by itself when space returns. Other storage errors stop the peer. Returns
+        False if the runtime was stopped before the write succeeded."""
+        while True:
+            try:
+                self._storage.save(rd.hard_state, rd.entries, rd.snapshot)
+            except StorageFullError as exc:
+                if self.storage_problem is None:
+                    self._log.error("cannot persist, pausing until space returns: %s", exc)
+                self.storage_problem = str(exc)
+                if self._stopping.wait(STORAGE_RETRY_SECONDS):
+                    return False
+                continue
+            if self.storage_problem is not None:
+                self._log.info("storage writable again; resuming")
+                self.storage_problem = None
+            return True
 
     def _maybe_request_snapshot(self) -> None:
         limit = self.config.max_raft_state

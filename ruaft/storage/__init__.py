@@ -5,8 +5,8 @@ environment per peer data directory). Importing this package does not import `lm
 `LmdbStorage`'s methods do.
 """
 
-from ruaft.storage.base import CorruptStorageError, Storage, StorageError
+from ruaft.storage.base import CorruptStorageError, Storage, StorageError, StorageFullError
 from ruaft.storage.lmdb_storage import LmdbStorage
 from ruaft.storage.memory import MemoryStorage
 
-__all__ = ["Storage", "StorageError", "CorruptStorageError", "MemoryStorage", "LmdbStorage"]
+__all__ = ["Storage", "StorageError", "StorageFullError", "CorruptStorageError", "MemoryStorage", "LmdbStorage"]

@@ -11,6 +11,11 @@ class StorageError(Exception):
     """Storage could not do what was asked (I/O error, full disk). The runtime stops the peer."""
 
 
+class StorageFullError(StorageError):
+    """The device (or the store's size limit) is full. Nothing was written; the same write may
+    succeed once space returns, so the runtime retries it instead of stopping the peer."""
+
+
 class CorruptStorageError(StorageError):
     """The data directory is damaged or belongs to something else; the peer refuses to start.
 

@@ -49,7 +49,7 @@ import zlib
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ruaft.core.types import Entry, HardState, InitialState, Snapshot
-from ruaft.storage.base import CorruptStorageError, StorageError
+from ruaft.storage.base import CorruptStorageError, StorageError, StorageFullError
 from ruaft.storage.common import (
     HARD_STATE_BYTES,
     check_compact,
@@ -602,7 +602,7 @@ class LmdbStorage:
                 # LMDB reports a short write of a full disk as EIO, not ENOSPC: judge by the
                 # space left too.
                 if _is_disk_full(e) or (free is not None and free < size_hint + (1 << 20)):
-                    raise StorageError(
+                    raise StorageFullError(
                         f"{self._data_file}: disk full (no space left on device: {free} bytes "
                         f"free) while {what}: {e}"
                     ) from e
@@ -624,12 +624,12 @@ class LmdbStorage:
         current = env.info()["map_size"]
         free = self._free_disk_bytes()
         if free is not None and free < size_hint:
-            raise StorageError(
+            raise StorageFullError(
                 f"{self._data_file}: disk full: a write of about {size_hint} bytes needs more "
                 f"than the {free} bytes free on the device"
             )
         if current >= _MAX_MAP_SIZE:
-            raise StorageError(
+            raise StorageFullError(
                 f"{self._data_file}: LMDB map size {current} bytes reached the limit "
                 f"{_MAX_MAP_SIZE}; cannot grow further"
             )

@@ -207,3 +207,45 @@ def test_hand_off_leadership_moves_leader_to_a_follower(cluster: Cluster) -> Non
     assert new_leader != leader
     index2, _ = cluster.rafts[new_leader].start("after hand-off")  # type: ignore[union-attr,misc]
     cluster.wait_all_applied(index2, PEERS)
+
+
+class FillingStorage(MemoryStorage):
+    """A MemoryStorage whose device is 'full' while `full` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = threading.Event()
+        self.refused = 0
+
+    def save(self, hard_state, entries, snapshot=None):  # type: ignore[no-untyped-def]
+        if self.full.is_set():
+            self.refused += 1
+            from ruaft.storage import StorageFullError
+            raise StorageFullError("test device is full")
+        super().save(hard_state, entries, snapshot)
+
+
+def test_full_disk_pauses_the_peer_and_it_resumes_when_space_returns() -> None:
+    net = InMemoryNetwork(seed=3)
+    storage = FillingStorage()
+    applied: list[object] = []
+    raft = Raft([0], 0, storage, lambda m: applied.append(getattr(m, "command", None)),
+                config=FAST, transport=net.endpoint(0))
+    try:
+        deadline = time.monotonic() + 5
+        while not raft.get_state()[1] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        storage.full.set()
+        index, _ = raft.start("waits for space")  # type: ignore[misc]
+        deadline = time.monotonic() + 5
+        while storage.refused < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert raft.storage_problem is not None and "full" in raft.storage_problem
+        assert not raft.wait_applied(index, timeout=0.3)  # not durable, so not committed
+        assert raft.error is None  # paused, not dead
+        storage.full.clear()
+        assert raft.wait_applied(index, timeout=5)
+        assert raft.storage_problem is None
+        assert "waits for space" in applied
+    finally:
+        raft.kill()
