@@ -80,7 +80,8 @@ class RpcServer:
 
     def reply(self, identity: bytes, request_id: int, fields: Mapping[str, Any]) -> None:
         """Send a (deferred) reply; thread-safe. `fields` should include `ok`."""
-        frame = msgpack.packb({"id": request_id, **fields}, use_bin_type=True)
+        # The request id goes last: a handler's own fields can never overwrite it.
+        frame = msgpack.packb({**fields, "id": request_id}, use_bin_type=True)
         self._outbox.put((identity, frame))
         try:
             os.write(self._wake_w, b"x")
