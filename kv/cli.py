@@ -52,7 +52,7 @@ def _run(action: Callable[[KVClient], T]) -> T:
         typer.echo(f"ruaft-kv: refused: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE)
     except DefiniteError as exc:
-        typer.echo(f"ruaft-kv: {exc} (nothing was done)", err=True)
+        typer.echo(f"ruaft-kv: {exc}", err=True)
         raise typer.Exit(EXIT_NO_LEADER)
     except IndefiniteError as exc:
         typer.echo(f"ruaft-kv: {exc}", err=True)
