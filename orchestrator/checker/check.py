@@ -309,7 +309,7 @@ def check_operations(
             line = op.metadata if isinstance(op.metadata, int) else None
             raise HistoryError(str(error), line=line) from error
 
-    partitions = [list(p) for p in model.partition(list(operations)) if p]
+    partitions = [model.drop_unobservable(p) for p in model.partition(list(operations)) if p]
     everything = range(len(partitions))
     worker_count = max(1, min(workers or _usable_cpus(), len(partitions)))
 

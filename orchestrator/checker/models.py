@@ -58,6 +58,15 @@ class Model(ABC):
         """A short human name for one partition returned by :meth:`partition`."""
         return "history"
 
+    def drop_unobservable(self, history: Sequence[Operation]) -> list[Operation]:
+        """Remove indefinite operations that provably need not be searched (default: none).
+
+        Only exact removals are allowed: the rest must be linearizable iff the whole is.
+        An indefinite operation's return is at infinity, so the search keeps re-trying it
+        everywhere; one whose effect no read ever saw can always be placed last instead.
+        """
+        return list(history)
+
     def validate(self, operation: Operation) -> None:
         """Raise ``ValueError`` if the model cannot interpret ``operation``.
 
@@ -146,6 +155,25 @@ class KvModel(KeyedModel):
         if f == "append":
             return True, state + _as_text(input.value)
         return False, state
+
+    def drop_unobservable(self, history: Sequence[Operation]) -> list[Operation]:
+        """Drop indefinite puts and appends whose value is in no read of the key.
+
+        Exact: in any linearization, the state from such a write until the next put holds
+        its value, so no read is placed there; removing the write changes only states no read
+        observes, and it can always be linearized last (its return is at infinity and its
+        output unchecked). Without this, a few such writes make appends on a busy key
+        exponentially expensive: the memo cannot share states that differ by where the
+        write's token was inserted. An empty value is never dropped (it is in every read).
+        """
+        reads = [_as_text(op.output) for op in history
+                 if op.input.f == "get" and not op.unknown]
+        return [
+            op for op in history
+            if not (op.unknown and op.input.f in ("put", "append")
+                    and _as_text(op.input.value)
+                    and not any(_as_text(op.input.value) in read for read in reads))
+        ]
 
     def validate(self, operation: Operation) -> None:
         """Values written must be strings (or null); a definite get must read one."""
