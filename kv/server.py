@@ -109,8 +109,12 @@ class KVServer:
             raise
         runtime = RuntimeConfig(tick_seconds=config.tick_seconds, core=Config(),
                                 max_raft_state=config.max_raft_state, seed=config.seed)
+        # The runtime's threads start inside Raft(): its apply thread may ask for a snapshot
+        # (a restart with a log already past max_raft_state) before `self.raft` is assigned.
+        self._raft_assigned = threading.Event()
         self.raft = Raft(sorted(config.raft_addresses), config.me, storage, self._apply,
                          self._snapshot_requested, runtime, transport=self.transport)
+        self._raft_assigned.set()
         self.clients = RpcServer(config.client_address, self._handle_client, name="kv")
         self.control = (
             ControlEndpoint(config.control_address, self.raft, self.transport, self.faults,
@@ -258,6 +262,7 @@ class KVServer:
             self.clients.reply(identity, request_id, {"ok": True, "value": self._sm.get(key)})
 
     def _snapshot_requested(self, applied_index: int) -> None:
+        self._raft_assigned.wait()
         with self._lock:
             index = self._sm.applied_index
             data = self._sm.snapshot()
