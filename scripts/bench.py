@@ -29,6 +29,7 @@ Method (docs/PERFORMANCE.md has the full story):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -641,6 +642,9 @@ class KVBenchCluster:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         spec = new_spec(n, root, maxraftstate=maxraftstate)
+        # A production start: no control endpoint, no fault injector on the message path.
+        spec = dataclasses.replace(spec, peers=tuple(dataclasses.replace(p, control_address=None)
+                                                     for p in spec.peers))
         spec.write(spec.path)  # type: ignore[arg-type]
         self.cluster = LocalCluster(spec)
         self.spec = self.cluster.spec
@@ -653,13 +657,36 @@ class KVBenchCluster:
             PROCS.add(pid, f"kv peer {i}")
 
     def wait_leader(self, timeout: float = 30.0) -> int:
-        leader = self.cluster.wait_leader(timeout)
-        if leader is None:
-            raise RuntimeError(f"no leader within {timeout} s")
-        return leader
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i in self.pids:
+                st = self.state(i, timeout=0.5)
+                if st is not None and st.get("role") == "leader":
+                    return i
+            time.sleep(0.1)
+        raise RuntimeError(f"no leader within {timeout} s")
 
     def state(self, peer_id: int, timeout: float = 1.0) -> dict[str, Any] | None:
-        return self.cluster._control(peer_id, "get_state", timeout=timeout)
+        """The peer's `status` reply on its client endpoint (role, indexes), or None.
+
+        A raw DEALER, not `RpcClient.call`: the KV server's status reply carries the peer's
+        id in the `id` field, which overwrites the request id, so `RpcClient` discards it as
+        stale (see scripts/BENCH_FINDINGS.md). One fresh socket per call, so any reply on it
+        is the answer."""
+        import msgpack
+        import zmq
+
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(self.client_address(peer_id))
+            sock.send(msgpack.packb({"id": 1, "op": "status"}))
+            if not sock.poll(int(timeout * 1000)):
+                return None
+            reply = msgpack.unpackb(sock.recv(), raw=False)
+            return reply if isinstance(reply, dict) and reply.get("ok") and "role" in reply else None
+        finally:
+            sock.close(0)
 
     def kill(self, peer_id: int, sig: signal.Signals = signal.SIGKILL) -> int:
         pid = self.pids[peer_id]
@@ -779,6 +806,8 @@ def kv_sweeps(args: argparse.Namespace, tmp: Path, progress: Progress, results: 
                                  f"p99 {point['p99_ms']} ms, peers {point['peer_cpu_total']} cores, "
                                  f"gen {point['gen_cpu_cores']} cores, errors {point['errors'] or 0}, "
                                  f"load {point['loadavg'][:1]}")
+            if peers == 3 and args.profile_dir is not None:
+                results["profile"] = profile_leader(cluster, cluster.wait_leader(), args, tmp, progress)
             if peers == 3 and args.failover > 0:
                 results["failover"] = failover(cluster, args, progress)
         finally:
@@ -1031,7 +1060,7 @@ def run_in_leader_process(kind: str, args: argparse.Namespace, tmp: Path, progre
         if leader is None:
             raise RuntimeError(f"{kind}: no agreed leader within 60 s (see {folder}/output-*.txt)")
         time.sleep(0.5)
-        points = schedule_points(args.clients, args.warmup, args.duration, time.monotonic() + 1.0)
+        points = schedule_points(args.lib_clients, args.warmup, args.duration, time.monotonic() + 1.0)
         schedule = {"leader": leader, "value_size": args.value_size, "keyspace": args.keyspace,
                     "points": points, **(extra or {})}
         tmpgo = folder / "go.tmp"
@@ -1250,6 +1279,182 @@ def compare_etcd(args: argparse.Namespace, tmp: Path, progress: Progress, result
             PROCS.stop(pid)
 
 
+# ============================================================================ floors
+
+
+def measure_floors(tmp: Path, samples: int = 200) -> dict[str, Any]:
+    """The machine's floors right now (they drift with the other load on it): one fsync of
+    a 4 KiB write, one durable LMDB transaction (sync + metasync, as the peers open it) of
+    one 130-byte put and of 100 such puts, and a pyzmq DEALER/ROUTER round trip between two
+    threads. p50 in ms."""
+    import lmdb
+    import zmq
+
+    out: dict[str, Any] = {}
+    path = tmp / "fsync.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    ts = []
+    try:
+        for _ in range(samples):
+            os.write(fd, b"x" * 4096)
+            t = time.perf_counter()
+            os.fsync(fd)
+            ts.append((time.perf_counter() - t) * 1e3)
+    finally:
+        os.close(fd)
+        path.unlink()
+    ts.sort()
+    out["fsync_4k_ms"] = {"p50": round(ts[len(ts) // 2], 3), "p99": round(ts[int(len(ts) * 0.99)], 3)}
+    env = lmdb.open(str(tmp / "floor-lmdb"), map_size=1 << 28, sync=True, metasync=True)
+    try:
+        for batch in (1, 100):
+            ts = []
+            for i in range(samples // 2):
+                t = time.perf_counter()
+                with env.begin(write=True) as txn:
+                    for j in range(batch):
+                        txn.put(f"{i:08d}{j:04d}".encode(), b"v" * 130)
+                ts.append((time.perf_counter() - t) * 1e3)
+            ts.sort()
+            out[f"lmdb_txn_{batch}_puts_ms"] = {"p50": round(ts[len(ts) // 2], 3),
+                                               "puts_per_s": round(batch * 1000 / ts[len(ts) // 2])}
+    finally:
+        env.close()
+        shutil.rmtree(tmp / "floor-lmdb", ignore_errors=True)
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    stop = threading.Event()
+
+    def echo() -> None:
+        while not stop.is_set():
+            if router.poll(50):
+                router.send_multipart(router.recv_multipart())
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    ts = []
+    for _ in range(samples * 2):
+        t = time.perf_counter()
+        dealer.send(b"x" * 100)
+        dealer.recv()
+        ts.append((time.perf_counter() - t) * 1e3)
+    stop.set()
+    thread.join(1)
+    dealer.close(0)
+    router.close(0)
+    ctx.term()
+    ts.sort()
+    out["zmq_round_trip_ms"] = {"p50": round(ts[len(ts) // 2], 3)}
+    out["loadavg"] = loadavg()
+    return out
+
+
+# ============================================================================ profile
+
+
+def summarize_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
+    """Top functions of a py-spy `--format raw` (collapsed stacks) file: by self samples
+    (the leaf frame) and by inclusive samples, plus samples per thread."""
+    self_counts: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        if frames and frames[0].startswith(("thread", "process")):
+            while frames and frames[0].startswith(("process", "thread")):
+                head = frames.pop(0)
+                if head.startswith("thread"):
+                    threads[head] = threads.get(head, 0) + count
+        names = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 2)[-1] + ")"
+                 if " (" in f else f for f in frames]
+        if names:
+            self_counts[names[-1]] = self_counts.get(names[-1], 0) + count
+        for name in set(names):
+            incl[name] = incl.get(name, 0) + count
+
+    def share(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(k, round(100.0 * v / max(1, total), 1)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    per_thread = {}
+    for thread, tcount in threads.items():
+        t_incl: dict[str, int] = {}
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if f";{thread};" not in f";{stack};" or not count_text.isdigit():
+                continue
+            for f in set(stack.split(";")):
+                if " (" in f and not f.startswith(("Thread.", "thread", "process", "Raft._guard")):
+                    name = f.split(" (")[0]
+                    t_incl[name] = t_incl.get(name, 0) + int(count_text)
+        per_thread[thread] = [(k, round(100.0 * v / max(1, tcount), 1))
+                              for k, v in sorted(t_incl.items(), key=lambda kv: -kv[1])[:10]]
+    return {"samples": total, "self_pct": share(self_counts), "inclusive_pct": share(incl),
+            "threads_pct": share(threads), "per_thread_inclusive_pct": per_thread}
+
+
+def profile_leader(cluster: "KVBenchCluster", leader: int, args: argparse.Namespace, tmp: Path,
+                   progress: Progress) -> dict[str, Any]:
+    """An extra kv put point (not in the table) while py-spy samples the leader: a flame
+    graph SVG, collapsed stacks (all samples, and only those holding the GIL), one dump."""
+    pyspy = shutil.which("py-spy")
+    if pyspy is None:
+        progress.log("profile skipped: py-spy not found (pip install py-spy)")
+        return {"skipped": "py-spy not found"}
+    out_dir = args.profile_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pid = cluster.pids[leader]
+    secs = args.profile_seconds
+    clients = max(args.clients)
+    total = secs + 2 * max(5, secs // 2) + 6
+    box: dict[str, Any] = {}
+
+    def load() -> None:
+        box["point"] = run_kv_point(cluster, leader, "put", clients, args, tmp, Progress(1, enabled=False),
+                                    "profile", warmup=2.0, duration=float(total))
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    time.sleep(1.5 + 2.0 + 0.5)
+    svg = out_dir / "profile-leader.svg"
+    raw = tmp / "profile-leader.txt"
+    raw_gil = tmp / "profile-leader-gil.txt"
+    progress.describe(f"profile: py-spy record {secs} s on leader pid {pid}")
+    runs = [([pyspy, "record", "-o", str(svg), "--pid", str(pid), "--duration", str(secs), "--threads"], secs),
+            ([pyspy, "record", "-o", str(raw), "--format", "raw", "--pid", str(pid), "--duration",
+              str(max(5, secs // 2)), "--threads"], max(5, secs // 2)),
+            ([pyspy, "record", "-o", str(raw_gil), "--format", "raw", "--pid", str(pid), "--duration",
+              str(max(5, secs // 2)), "--threads", "--gil"], max(5, secs // 2))]
+    for argv, d in runs:
+        p = PROCS.popen(argv, "py-spy", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            p.wait(d + 30)
+        except subprocess.TimeoutExpired:
+            pass
+        PROCS.stop(p.pid)
+    dump = subprocess.run([pyspy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30).stdout
+    (out_dir / "profile-leader-dump.txt").write_text(dump)
+    loader.join(total + 60)
+    report: dict[str, Any] = {"pid": pid, "seconds": secs, "clients": clients, "svg": str(svg),
+                              "point": box.get("point"), "loadavg": loadavg()}
+    if raw.exists():
+        report["all"] = summarize_collapsed(raw)
+        shutil.copy(raw, out_dir / "profile-leader-collapsed.txt")
+    if raw_gil.exists():
+        report["gil"] = summarize_collapsed(raw_gil)
+    (out_dir / "profile-leader-summary.json").write_text(json.dumps(report, indent=1))
+    progress.advance(1)
+    return report
+
+
 # ============================================================================ report
 
 
@@ -1285,7 +1490,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     one = one_client(pts, kind="kv", workload="put", peers=3)
     pso = best(pts, kind="pysyncobj")
     pso1 = one_client(pts, kind="pysyncobj")
-    lib1 = one_client(pts, kind="library", propose="start") or one_client(pts, kind="library")
+    lib1 = one_client(pts, kind="library")
     etcd_many = next((p for p in pts if p.get("kind") == "etcd" and p.get("clients") != 1), None)
     etcd_one = one_client(pts, kind="etcd")
     fo = results.get("failover") or {}
@@ -1300,7 +1505,8 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
 
     goal("durable KV puts/s, 3 peers", tp(kv3), ">= 10,000", None if kv3 is None else kv3["throughput"] >= GOALS["kv_put_3"])
     goal("durable KV puts/s, 5 peers", tp(kv5), ">= 7,000", None if kv5 is None else kv5["throughput"] >= GOALS["kv_put_5"])
-    goal("library puts/s (start() in the leader's process)", tp(lib), ">= 15,000",
+    goal(f"library puts/s (in the leader's process, best: {(lib or {}).get('propose')}, window {(lib or {}).get('clients')})",
+         tp(lib), ">= 15,000",
          None if lib is None else lib["throughput"] >= GOALS["library"])
     goal("one client p50 / p99 (ms)", None if one is None else f"{one['p50_ms']} / {one['p99_ms']}",
          "<= 1.0 / <= 3", None if one is None or one["p50_ms"] is None else
@@ -1329,12 +1535,21 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         ("ruaft KV, 3 peers, durable (external clients)", tp(kv3), None if one is None else one["p50_ms"]),
         ("ruaft KV, 5 peers, durable", tp(kv5), one_client(pts, kind="kv", workload="put", peers=5) and
          one_client(pts, kind="kv", workload="put", peers=5)["p50_ms"]),  # type: ignore[index]
-        ("ruaft library, 3 processes, durable (load in the leader)", tp(lib), None if lib1 is None else lib1["p50_ms"]),
+        (f"ruaft library, 3 processes, durable (load in the leader; {(lib or {}).get('propose')}; one-proposal p50 "
+         f"with {(lib1 or {}).get('propose')})", tp(lib), None if lib1 is None else lib1["p50_ms"]),
         (f"etcd {(etcd_many or etcd_one or {}).get('version', '').replace('etcd Version: ', '')}, 3 members, durable",
          tp(etcd_many), None if etcd_one is None else etcd_one["p50_ms"]),
         ("PySyncObj, 3 processes, NEVER fsyncs, load in the leader", tp(pso), None if pso1 is None else pso1["p50_ms"]),
     ]
     return s
+
+
+def _floors_text(f: Any) -> str:
+    if not isinstance(f, dict):
+        return "–"
+    return (f"fsync p50 {f['fsync_4k_ms']['p50']} ms (p99 {f['fsync_4k_ms']['p99']} ms), durable LMDB txn p50 "
+            f"{f['lmdb_txn_1_puts_ms']['p50']} ms (100 puts/txn: {f['lmdb_txn_100_puts_ms']['puts_per_s']:,} puts/s), "
+            f"zmq round trip p50 {f['zmq_round_trip_ms']['p50']} ms, load {f['loadavg']}")
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -1345,6 +1560,7 @@ def markdown(results: dict[str, Any]) -> str:
              f"{meta.get('loadavg_end')}; value size {meta['value_size']} B; {meta['duration']} s per point after "
              f"{meta['warmup']} s warm-up. Every ruaft and etcd figure is durable (fsync before ack); "
              "PySyncObj never fsyncs.", "",
+             f"Floors at start: {_floors_text(meta.get('floors_start'))}; at end: {_floors_text(meta.get('floors_end'))}.", "",
              "## Against the anchors (this run)", "",
              "| system | throughput, many clients (ops/s) | one client, p50 (ms) |", "|---|---:|---:|"]
     for name, t, p50 in s["anchor_rows"]:
@@ -1465,6 +1681,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per point")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per point")
     p.add_argument("--lib-propose", default="start,start_many", help="library mode: start() per command and/or start_many() batches")
+    p.add_argument("--lib-clients", default="1,8,64,256,1024,4096",
+                   help="library mode and PySyncObj: proposals kept outstanding in the leader's process (its "
+                        "batching mode waits 100 ms per AppendEntries round, so it needs large windows)")
     p.add_argument("--failover", type=int, default=0, help="leader SIGKILL repetitions (on the 3-peer kv cluster; 0: skip)")
     p.add_argument("--restart-entries", type=int, default=0, help="restart measurement with this many log entries (0: skip)")
     p.add_argument("--restart-load-timeout", type=float, default=300.0, help="max seconds to load the restart entries")
@@ -1479,6 +1698,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write all results as JSON here")
     p.add_argument("--markdown", type=Path, help="write the Markdown report here (it is printed too)")
     p.add_argument("--plot", type=Path, help="write the throughput/latency PNG here (needs matplotlib)")
+    p.add_argument("--profile-dir", type=Path, default=None,
+                   help="also profile the 3-peer leader with py-spy under put load (an extra point, "
+                        "not in the table): profile-leader.svg, collapsed stacks and a summary here")
+    p.add_argument("--profile-seconds", type=int, default=20, help="py-spy flame-graph duration")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (peer logs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -1494,6 +1717,7 @@ def main(argv: list[str] | None = None) -> int:
     args.peers = parse_list(args.peers, int)
     args.clients = parse_list(args.clients, int)
     args.lib_propose = parse_list(args.lib_propose)
+    args.lib_clients = parse_list(args.lib_clients, int)
     args.memory_keys = parse_list(args.memory_keys, int)
     if args.all:
         args.modes = ["kv", "library"]
@@ -1516,10 +1740,11 @@ def main(argv: list[str] | None = None) -> int:
     if "kv" in args.modes:
         for n in args.peers:
             kv_points += len(args.clients) * (len(args.workloads) if (n == 3 or not args.all) else 1)
-    total = kv_points + (len(args.clients) * len(args.lib_propose) if "library" in args.modes else 0)
+    total = kv_points + (len(args.lib_clients) * len(args.lib_propose) if "library" in args.modes else 0)
     total += args.failover + (1 if args.restart_entries else 0) + len(args.memory_keys)
-    total += 2 * len(args.clients) if "pysyncobj" in args.compare else 0
+    total += 2 * len(args.lib_clients) if "pysyncobj" in args.compare else 0
     total += 2 if "etcd" in args.compare else 0
+    total += 1 if args.profile_dir is not None and "kv" in args.modes else 0
     progress = Progress(max(1, total), enabled=not args.no_progress)
     results: dict[str, Any] = {
         "meta": {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "loadavg_start": loadavg(),
@@ -1531,6 +1756,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     rc = 0
     try:
+        progress.describe("floors: fsync, LMDB transaction, zmq round trip")
+        results["meta"]["floors_start"] = measure_floors(tmp)
+        progress.log(f"  floors: {results['meta']['floors_start']}")
         if "kv" in args.modes:
             if args.all:  # put/get/mixed on 3 peers; the put sweep only on 5 peers
                 workloads = args.workloads
@@ -1580,6 +1808,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     results["meta"]["loadavg_end"] = loadavg()
+    if rc == 0:
+        try:
+            results["meta"]["floors_end"] = measure_floors(Path(tempfile.mkdtemp(prefix="ruaft-bench-floor-")))
+        except Exception as exc:  # a floor is context, not a result
+            results["meta"]["floors_end"] = repr(exc)
     results["meta"]["started_pids"] = list(PROCS.history)
     results["meta"]["pids_left_running"] = left
     results["summary"] = summary(results)
