@@ -1630,7 +1630,8 @@ def plot(results: dict[str, Any], path: Path, progress: Progress) -> bool:
             continue
         name = {"kv": f"ruaft KV {p['workload']}, {p['peers']} peers",
                 "library": f"ruaft library ({p.get('propose')}), 3 peers",
-                "pysyncobj": "PySyncObj, 3 (no fsync)", "etcd": "etcd, 3"}.get(p["kind"], p["kind"])
+                "pysyncobj": f"PySyncObj ({p.get('propose')}), 3 peers, NO fsync",
+                "etcd": "etcd, 3 members (1 client)"}.get(p["kind"], p["kind"])
         series.setdefault(name, []).append(p)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
     for ax, key, title in ((axes[0], "p50_ms", "p50 latency"), (axes[1], "p99_ms", "p99 latency")):
@@ -1644,7 +1645,8 @@ def plot(results: dict[str, Any], path: Path, progress: Progress) -> bool:
         if etcd_many and etcd_many.get("throughput"):
             ax.axvline(etcd_many["throughput"], color="grey", linestyle="--", linewidth=1,
                        label="etcd check perf (throughput)")
-        ax.set_xlabel("throughput (ops/s)")
+        ax.set_xlabel("throughput (ops/s, log)")
+        ax.set_xscale("log")
         ax.set_ylabel(f"{title} (ms, log)")
         ax.set_yscale("log")
         ax.set_title(f"throughput vs {title} (labels: clients / window)")
@@ -1702,6 +1704,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also profile the 3-peer leader with py-spy under put load (an extra point, "
                         "not in the table): profile-leader.svg, collapsed stacks and a summary here")
     p.add_argument("--profile-seconds", type=int, default=20, help="py-spy flame-graph duration")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="run nothing: re-render the report (and --plot) from a saved --json file")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (peer logs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -1733,6 +1737,16 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not args.clients or min(args.clients) < 1 or args.duration <= 0 or args.warmup < 0:
         print(f"bench.py: bad option value(s): {bad or 'clients/duration/warm-up'}", file=sys.stderr)
         return 2
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        saved["summary"] = summary(saved)
+        report = markdown(saved)
+        print(report)
+        if args.markdown:
+            args.markdown.write_text(report)
+        if args.plot:
+            plot(saved, args.plot, Progress(1, enabled=False))
+        return 0
     os.environ["PYTHONPATH"] = env_with_repo()["PYTHONPATH"]  # peers started by LocalCluster find the repo
 
     # Work out the progress bar's total (units: one per point / measurement).
