@@ -6,7 +6,7 @@ operator tool (`ruaft-cluster`).
       "format": 1,
       "cluster_id": "3f1c…",
       "maxraftstate": 1048576,            # bytes of Raft state before a snapshot; null: never
-      "tick_ms": 50,
+      "tick_ms": 10,
       "peers": [
         {"id": 0,
          "raft_address": "tcp://127.0.0.1:7000",   # where the other peers reach it
@@ -55,7 +55,7 @@ class ClusterSpec:
     cluster_id: str
     peers: tuple[PeerSpec, ...]
     maxraftstate: int | None = 1 << 20
-    tick_ms: float = 50.0
+    tick_ms: float = 10.0
     path: Path | None = None
     """Where the spec was read from (not written into the file)."""
 
@@ -142,7 +142,7 @@ def load(path: str | Path) -> ClusterSpec:
     maxraftstate = document.get("maxraftstate")
     if maxraftstate is not None and (not isinstance(maxraftstate, int) or maxraftstate <= 0):
         raise ClusterFileError(f"{where}: maxraftstate must be a positive integer or null")
-    tick_ms = document.get("tick_ms", 50.0)
+    tick_ms = document.get("tick_ms", 10.0)
     if not isinstance(tick_ms, (int, float)) or not 1 <= tick_ms <= 1000:
         raise ClusterFileError(f"{where}: tick_ms must be a number from 1 to 1000")
     return ClusterSpec(cluster_id=_field(document, "cluster_id", str, where),

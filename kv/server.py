@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ruaft import CommandApplied, NotLeaderError, Raft, RaftStoppedError, RuntimeConfig, SnapshotApplied
-from ruaft.core.types import Config
 from ruaft.logsetup import configure_peer_logging
 from ruaft.storage import LmdbStorage
 from transport_zmq.codec import RaftCodec
@@ -72,7 +71,7 @@ class KVServerConfig:
     control_address: str | None = None
     """Test mode: serve the control endpoint and carry a fault injector."""
     initial_faults: Mapping[str, Any] | None = None
-    tick_seconds: float = 0.05
+    tick_seconds: float = 0.01
     seed: int | None = None
 
 
@@ -107,7 +106,7 @@ class KVServer:
         except BaseException:
             storage.close()
             raise
-        runtime = RuntimeConfig(tick_seconds=config.tick_seconds, core=Config(),
+        runtime = RuntimeConfig(tick_seconds=config.tick_seconds,
                                 max_raft_state=config.max_raft_state, seed=config.seed)
         # The runtime's threads start inside Raft(): its apply thread may ask for a snapshot
         # (a restart with a log already past max_raft_state) before `self.raft` is assigned.
@@ -328,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control", help="test mode: control endpoint address")
     parser.add_argument("--faults", help="test mode: initial fault rules (JSON)")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--tick-ms", type=float, default=50.0)
+    parser.add_argument("--tick-ms", type=float, default=10.0)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     peers = parse_peers(args.peer)

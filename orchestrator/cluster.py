@@ -79,7 +79,7 @@ class Cluster:
         base_dir: Path,
         peer_module: str = "orchestrator.peer",
         extra_args: Sequence[str] = (),
-        tick_ms: float = 50.0,
+        tick_ms: float = 10.0,
         seed: int | None = None,
         start_gate: bool | None = None,
     ):

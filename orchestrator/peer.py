@@ -29,7 +29,6 @@ from typing import Any, Mapping
 import msgpack
 
 from ruaft import CommandApplied, Raft, RuntimeConfig, SnapshotApplied
-from ruaft.core.types import Config
 from ruaft.logsetup import configure_peer_logging
 from ruaft.storage import LmdbStorage
 from transport_zmq.codec import RaftCodec
@@ -110,7 +109,7 @@ class TestPeer:
         self.transport = ZmqTransport(self.me, addresses, codec=codec, faults=self.faults)
         self.applier = TestApplier(args.snapshot)
         self._peer_ids = sorted(addresses)
-        self._config = RuntimeConfig(tick_seconds=args.tick_ms / 1000.0, core=Config(),
+        self._config = RuntimeConfig(tick_seconds=args.tick_ms / 1000.0,
                                      seed=args.seed)
         self._start_lock = threading.Lock()
         self.raft: Raft | None = None
@@ -231,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot", action="store_true", help="snapshot every 10 entries")
     parser.add_argument("--faults", help="initial fault rules (JSON)")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--tick-ms", type=float, default=50.0)
+    parser.add_argument("--tick-ms", type=float, default=10.0)
     parser.add_argument("--hold", action="store_true",
                         help="start Raft only when the control endpoint is told `go`")
     parser.add_argument("--verbose", action="store_true")

@@ -73,14 +73,36 @@ ApplyMsg = Union[CommandApplied, SnapshotApplied]
 
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
-    """Runtime tuning: wall time per tick, the core's config, the snapshot threshold."""
+    """Runtime tuning in wall-clock terms: the tick, the heartbeat interval, the randomized
+    election timeout range, and the snapshot threshold.
 
-    tick_seconds: float = 0.05
-    core: Config = field(default_factory=Config)
+    The defaults — 150 ms heartbeats (at most ~7 per second per follower) and election
+    timeouts drawn from [250, 450) ms in 10 ms steps — elect a leader well within a second
+    and keep the range wide enough that two peers rarely time out together (paper §5.2).
+    `core`, when given, is used as is (its tick counts then mean `tick_seconds` each).
+    """
+
+    tick_seconds: float = 0.01
+    heartbeat_seconds: float = 0.15
+    election_timeout_seconds: tuple[float, float] = (0.25, 0.45)
+    core: Config | None = None
     max_raft_state: int | None = None
     """Ask the application for a snapshot once `raft_state_size()` exceeds this (bytes)."""
     seed: int | None = None
     """Seeds the election-timeout randomness (None: from the OS)."""
+
+    def core_config(self) -> Config:
+        """The core's config, in ticks of `tick_seconds`."""
+        if self.core is not None:
+            return self.core
+        low, high = self.election_timeout_seconds
+        if not 0 < self.tick_seconds <= self.heartbeat_seconds < low < high:
+            raise ValueError("need 0 < tick <= heartbeat < election timeout low < high")
+        return Config(
+            heartbeat_ticks=max(1, round(self.heartbeat_seconds / self.tick_seconds)),
+            election_ticks=round(low / self.tick_seconds),
+            election_jitter_ticks=max(1, round((high - low) / self.tick_seconds)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +175,7 @@ class Raft:
         rng = random.Random(self.config.seed)
         self._lock = threading.Lock()
         self._core = RaftCore(
-            me, peers, rng=rng, initial=storage.initial_state(), config=self.config.core
+            me, peers, rng=rng, initial=storage.initial_state(), config=self.config.core_config()
         )
         self._state_bytes = storage.raft_state_size()
         self._snapshot_bytes = storage.snapshot_size()

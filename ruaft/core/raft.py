@@ -376,9 +376,8 @@ class RaftCore:
             self.vote = NO_PEER
         self.leader_id = NO_PEER
         self._election_elapsed = 0
-        self._randomized_election_timeout = self.config.election_ticks + self._rng.randrange(
-            self.config.election_ticks
-        )
+        jitter = self.config.election_jitter_ticks or self.config.election_ticks
+        self._randomized_election_timeout = self.config.election_ticks + self._rng.randrange(jitter)
         self._votes = {}
         self._progress = {}
         self._transfer_target = NO_PEER
@@ -475,7 +474,11 @@ class RaftCore:
         self._election_elapsed += 1
         if self._election_elapsed >= self._randomized_election_timeout:
             self._election_elapsed = 0
-            self._campaign(pre_vote=self.config.pre_vote)
+            # Before any term has begun there is nobody to disrupt: a campaign for term 1 can
+            # only meet peers at term 0 or 1 (who grant or refuse, but never step down), so
+            # the pre-vote round would only cost a round trip (thesis §9.6's concern is a
+            # peer rejoining with an inflated term).
+            self._campaign(pre_vote=self.config.pre_vote and self.term > 0)
 
     def _tick_heartbeat(self) -> None:
         self._election_elapsed += 1

@@ -320,7 +320,10 @@ class Config:
 
     heartbeat_ticks: int = 3
     election_ticks: int = 6
-    """Base election timeout; each timeout is drawn uniformly from [election_ticks, 2×)."""
+    """Shortest election timeout; each timeout is drawn uniformly from
+    [election_ticks, election_ticks + election_jitter_ticks)."""
+    election_jitter_ticks: int | None = None
+    """Width of the randomization range (paper §5.2); None means `election_ticks`."""
     pre_vote: bool = True
     check_quorum: bool = True
     max_append_bytes: int = 1 << 20
@@ -339,5 +342,7 @@ class Config:
             raise ValueError("election_ticks must exceed heartbeat_ticks (paper §5.6)")
         if self.max_append_bytes < 1 or self.snapshot_chunk_bytes < 1:
             raise ValueError("byte caps must be positive")
+        if self.election_jitter_ticks is not None and self.election_jitter_ticks < 1:
+            raise ValueError("election_jitter_ticks must be >= 1")
         if self.max_inflight_appends < 1:
             raise ValueError("max_inflight_appends must be >= 1")

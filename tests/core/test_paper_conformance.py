@@ -723,6 +723,24 @@ def test_pre_vote_does_not_increment_term() -> None:
         (4, True, 1, 3)}
 
 
+def test_first_campaign_of_a_fresh_peer_skips_pre_vote() -> None:
+    """Thesis §9.6's pre-vote guards against a peer rejoining with an inflated term. Before
+    any term has begun (term 0) a campaign for term 1 cannot disrupt anyone, so the first
+    election of a fresh cluster goes straight to RequestVote; from term 1 on, pre-vote."""
+    fresh = new_core(1, config=PRE_VOTE)
+    readies: list[Ready] = []
+    while fresh.role is Role.FOLLOWER:
+        readies += tick(fresh)
+    assert fresh.role is Role.CANDIDATE and fresh.term == 1
+    assert {m.pre_vote for m in sent(readies, RequestVote)} == {False}
+    seasoned = new_core(1, term=1, config=PRE_VOTE)
+    readies = []
+    while seasoned.role is Role.FOLLOWER:
+        readies += tick(seasoned)
+    assert seasoned.role is Role.PRE_CANDIDATE and seasoned.term == 1
+    assert {m.pre_vote for m in sent(readies, RequestVote)} == {True}
+
+
 def test_pre_vote_receiver_keeps_term_and_vote() -> None:
     """Thesis §9.6: a pre-vote changes nothing at the voter: term and votedFor stay, nothing is
     persisted; the grant is answered in the candidate's prospective term."""
