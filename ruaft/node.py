@@ -409,8 +409,9 @@ class Raft:
 
     def _handle_ready(self, rd: Ready) -> None:
         # Persist before sending: the Ready contract (ruaft.core.types.Ready).
-        if rd.must_persist() and not self._save(rd):
-            return  # stopped while waiting for disk space: nothing may be sent
+        if rd.must_persist():
+            if not self._save(rd):
+                return  # stopped while waiting for disk space: nothing may be sent
             self._state_bytes = self._storage.raft_state_size()
             if rd.snapshot is not None:
                 self._snapshot_bytes = self._storage.snapshot_size()

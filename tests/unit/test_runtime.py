@@ -249,3 +249,42 @@ def test_full_disk_pauses_the_peer_and_it_resumes_when_space_returns() -> None:
         assert "waits for space" in applied
     finally:
         raft.kill()
+
+
+def test_state_size_is_tracked_and_a_snapshot_is_requested_past_the_limit() -> None:
+    net = InMemoryNetwork(seed=4)
+    storage = MemoryStorage()
+    requested: list[int] = []
+    holder: dict[str, Raft] = {}
+
+    def request_snapshot(applied_index: int) -> None:
+        requested.append(applied_index)
+        holder["raft"].snapshot(applied_index, b"state")
+
+    config = RuntimeConfig(tick_seconds=0.01, core=FAST.core, max_raft_state=2000)
+    raft = Raft([0], 0, storage, lambda m: None, request_snapshot, config, transport=net.endpoint(0))
+    holder["raft"] = raft
+    try:
+        deadline = time.monotonic() + 5
+        while not raft.get_state()[1] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = raft.status().state_bytes
+        index, _ = raft.start("x" * 100)  # type: ignore[misc]
+        assert raft.wait_applied(index, timeout=5)
+        assert raft.status().state_bytes > before  # the size follows what was persisted
+        for _ in range(40):
+            result = raft.start("y" * 100)
+            assert result is not None
+        assert raft.wait_applied(result[0], timeout=5)
+        deadline = time.monotonic() + 5
+        while storage.snapshot() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert requested, "no snapshot was requested past max_raft_state"
+        assert storage.snapshot() is not None
+        deadline = time.monotonic() + 5
+        while raft.status().state_bytes > 2000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert raft.status().state_bytes <= 2000
+        assert raft.status().snapshot_bytes == len(b"state")
+    finally:
+        raft.kill()
