@@ -445,15 +445,15 @@ def role_libpeer(spec: dict[str, Any]) -> int:
                 RuntimeConfig(max_raft_state=spec.get("max_raft_state", 1 << 20)), transport=transport)
     raft_box.append(raft)
     try:
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline:
+        # Report who leads until the schedule arrives (leadership may move meanwhile).
+        go = folder / "go.json"
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and not go.exists() and time.monotonic() < deadline:
             leader = raft.status().leader_id
             if leader >= 0:
-                (folder / f"ready-{me}.json").write_text(json.dumps({"leader": leader, "pid": os.getpid()}))
-                break
-            time.sleep(0.05)
-        go = folder / "go.json"
-        while not stop.is_set() and not go.exists():
+                tmp_ready = folder / f"ready-{me}.tmp"
+                tmp_ready.write_text(json.dumps({"leader": leader, "pid": os.getpid()}))
+                os.replace(tmp_ready, folder / f"ready-{me}.json")
             time.sleep(0.05)
         if stop.is_set():
             return 0
@@ -556,16 +556,14 @@ def role_psopeer(spec: dict[str, Any]) -> int:
             self.data[key] = value
 
     obj = KV()
-    deadline = time.monotonic() + 60
-    while not stop.is_set() and time.monotonic() < deadline:
+    go = folder / "go.json"
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and not go.exists() and time.monotonic() < deadline:
         leader = obj._getLeader()
         if leader is not None:
-            (folder / f"ready-{me}.json").write_text(json.dumps({"leader": str(leader), "me": addrs[me],
-                                                                 "pid": os.getpid()}))
-            break
-        time.sleep(0.05)
-    go = folder / "go.json"
-    while not stop.is_set() and not go.exists():
+            tmp_ready = folder / f"ready-{me}.tmp"
+            tmp_ready.write_text(json.dumps({"leader": str(leader), "me": addrs[me], "pid": os.getpid()}))
+            os.replace(tmp_ready, folder / f"ready-{me}.json")
         time.sleep(0.05)
     if stop.is_set():
         obj.destroy()
@@ -1052,7 +1050,10 @@ def run_in_leader_process(kind: str, args: argparse.Namespace, tmp: Path, progre
         deadline = time.monotonic() + 60
         leader: Any = None
         while time.monotonic() < deadline:
-            ready = [json.loads(f.read_text()) for f in folder.glob("ready-*.json")]
+            try:
+                ready = [json.loads(f.read_text()) for f in folder.glob("ready-*.json")]
+            except ValueError:
+                ready = []
             if len(ready) == 3 and len({r["leader"] for r in ready}) == 1:
                 leader = ready[0]["leader"]
                 break
@@ -1793,16 +1794,27 @@ def main(argv: list[str] | None = None) -> int:
                 results["failover"] = failover(cluster, args, progress)
             finally:
                 cluster.stop()
+        # Each later phase runs even if an earlier one failed; a failure is reported.
+        phases: list[tuple[str, Callable[[], None]]] = []
         if "library" in args.modes:
-            library_sweep(args, tmp, progress, results)
+            phases.append(("library", lambda: library_sweep(args, tmp, progress, results)))
         if "pysyncobj" in args.compare:
-            compare_pysyncobj(args, tmp, progress, results)
+            phases.append(("pysyncobj", lambda: compare_pysyncobj(args, tmp, progress, results)))
         if "etcd" in args.compare:
-            compare_etcd(args, tmp, progress, results)
+            phases.append(("etcd", lambda: compare_etcd(args, tmp, progress, results)))
         if args.restart_entries:
-            results["restart"] = restart_measurement(args, tmp, progress)
+            phases.append(("restart", lambda: results.__setitem__("restart", restart_measurement(args, tmp, progress))))
         if args.memory_keys:
-            results["memory"] = memory_measurement(args, tmp, progress)
+            phases.append(("memory", lambda: results.__setitem__("memory", memory_measurement(args, tmp, progress))))
+        for name, phase in phases:
+            try:
+                phase()
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                progress.log(f"{name} failed: {exc!r}")
+                results["skipped"].append(f"{name}: failed: {exc!r}")
+                rc = 1
     except KeyboardInterrupt:
         progress.log("interrupted: stopping every process started")
         rc = 130
