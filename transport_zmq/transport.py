@@ -54,6 +54,7 @@ import itertools
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -97,20 +98,58 @@ def peer_identity(peer: PeerId) -> bytes:
     return b"peer-%d" % peer
 
 
-def free_tcp_ports(n: int) -> list[int]:
-    """`n` distinct TCP ports that were free on 127.0.0.1 a moment ago (bind port 0, read the
-    port, close). All n sockets are held open together so the ports differ. Another process
-    may still take one before the caller binds it; tests accept that small race."""
-    socks: list[socket.socket] = []
+_handed_out_ports: set[int] = set()
+_ports_lock = threading.Lock()
+_port_rng = random.Random()
+
+
+def _ephemeral_low() -> int:
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_tcp_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on 127.0.0.1 a moment ago, for servers started next.
+
+    They are drawn at random from the 12 000 ports just *below* the kernel's ephemeral range
+    (checked free by binding each; all held until all are found), so another process's
+    bind(0) or outgoing connection cannot take one in the window before our server binds it,
+    nor while a crashed server is down. Within this process a port is never handed out twice
+    (until the range runs out), so clusters made one after another never collide.
+    Raises OSError if not enough free ports are found.
+    """
+    low = _ephemeral_low()
+    first = max(1024, low - 12_000)
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    with _ports_lock:
+        if low - first - len(_handed_out_ports) < 4 * n:
+            _handed_out_ports.clear()  # the range is used up: allow reuse, oldest long gone
+        try:
+            for _ in range(200 * n):
+                if len(ports) == n:
+                    break
+                port = _port_rng.randrange(first, low)
+                if port in _handed_out_ports or port in ports:
+                    continue
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    sock.close()
+                    continue
+                held.append(sock)
+                ports.append(port)
+        finally:
+            for sock in held:
+                sock.close()
+        if len(ports) < n:
+            raise OSError(f"found only {len(ports)} of {n} free ports in {first}..{low - 1}")
+        _handed_out_ports.update(ports)
+    return ports
 
 
 class _Wakeup:
