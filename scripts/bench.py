@@ -1684,7 +1684,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per point")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per point")
     p.add_argument("--lib-propose", default="start,start_many", help="library mode: start() per command and/or start_many() batches")
-    p.add_argument("--lib-clients", default="1,8,64,256,1024,4096",
+    p.add_argument("--lib-clients", default="1,8,64,256,1024",
                    help="library mode and PySyncObj: proposals kept outstanding in the leader's process (its "
                         "batching mode waits 100 ms per AppendEntries round, so it needs large windows)")
     p.add_argument("--failover", type=int, default=0, help="leader SIGKILL repetitions (on the 3-peer kv cluster; 0: skip)")
