@@ -1835,10 +1835,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     results["meta"]["loadavg_end"] = loadavg()
     if rc == 0:
+        floor_dir = Path(tempfile.mkdtemp(prefix="ruaft-bench-floor-"))
         try:
-            results["meta"]["floors_end"] = measure_floors(Path(tempfile.mkdtemp(prefix="ruaft-bench-floor-")))
+            results["meta"]["floors_end"] = measure_floors(floor_dir)
         except Exception as exc:  # a floor is context, not a result
             results["meta"]["floors_end"] = repr(exc)
+        finally:
+            shutil.rmtree(floor_dir, ignore_errors=True)
     results["meta"]["started_pids"] = list(PROCS.history)
     results["meta"]["pids_left_running"] = left
     results["summary"] = summary(results)
