@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence, Union
 import msgpack
 
 from ruaft.core.raft import RaftCore
-from ruaft.core.types import Config, PeerId, Ready, Role
+from ruaft.core.types import AppendEntries, Config, Entry, InstallSnapshot, PeerId, Ready, Role
 from ruaft.logsetup import PeerLogger
 from ruaft.storage.base import Storage, StorageFullError
 from ruaft.transport import Transport
@@ -140,6 +140,8 @@ def decode_command(data: bytes) -> Any:
 STORAGE_RETRY_SECONDS = 0.5
 """How often a peer whose disk is full retries its pending write."""
 
+_LEADER_REPLICATION = (AppendEntries, InstallSnapshot)
+
 _STOP = object()
 _SNAPSHOT_REQUEST = object()
 
@@ -177,6 +179,8 @@ class Raft:
         self._core = RaftCore(
             me, peers, rng=rng, initial=storage.initial_state(), config=self.config.core_config()
         )
+        initial_hard_state = storage.hard_state()
+        self._durable_term_vote = (initial_hard_state.term, initial_hard_state.vote)
         self._state_bytes = storage.raft_state_size()
         self._snapshot_bytes = storage.snapshot_size()
         self._last_role = self._core.role
@@ -408,20 +412,29 @@ class Raft:
                 self._handle_ready(rd)
 
     def _handle_ready(self, rd: Ready) -> None:
-        # Persist before sending: the Ready contract (ruaft.core.types.Ready).
+        # Persist before sending: the Ready contract (ruaft.core.types.Ready), with its one
+        # exception: a leader's replication messages go out while its own write runs.
+        messages = rd.messages
         if rd.must_persist():
+            if self._term_and_vote_durable(rd):
+                early = [m for m in messages if isinstance(m, _LEADER_REPLICATION)]
+                if early:
+                    self._transport.send(early)
+                    messages = tuple(m for m in messages if not isinstance(m, _LEADER_REPLICATION))
             if not self._save(rd):
-                return  # stopped while waiting for disk space: nothing may be sent
+                return  # stopped while waiting for disk space: nothing more may be sent
+            if rd.hard_state is not None:
+                self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
             self._state_bytes = self._storage.raft_state_size()
             if rd.snapshot is not None:
                 self._snapshot_bytes = self._storage.snapshot_size()
-        if rd.messages:
-            self._transport.send(rd.messages)
+        if messages:
+            self._transport.send(messages)
         if rd.apply_snapshot is not None:
             s = rd.apply_snapshot
             self._apply_queue.put(SnapshotApplied(s.index, s.term, s.data))
         for entry in rd.committed_entries:
-            self._apply_queue.put(CommandApplied(entry.index, entry.term, decode_command(entry.data)))
+            self._apply_queue.put(entry)  # decoded on the apply thread, off the event loop
         with self._lock:
             self._core.advance(rd)
             confirmed = [(self._reads.pop(r.context, None), r.index) for r in rd.read_states]
@@ -435,6 +448,14 @@ class Raft:
         for future in failed:
             if future is not None and not future.done():
                 future.set_exception(NotLeaderError(f"peer {self.me} lost leadership"))
+
+    def _term_and_vote_durable(self, rd: Ready) -> bool:
+        """Whether this Ready leaves term and vote as they already are on disk. Then a
+        leader's AppendEntries and InstallSnapshot depend on nothing the write adds: they
+        carry the leader's log, which each follower persists before acknowledging, and the
+        leader counts its own copy only after `advance` (thesis §10.2.1)."""
+        hard = rd.hard_state
+        return hard is None or (hard.term, hard.vote) == self._durable_term_vote
 
     def _save(self, rd: Ready) -> bool:
         """Persist `rd`; while the disk is full, keep retrying (nothing was written, and
@@ -481,7 +502,9 @@ class Raft:
             item = self._apply_queue.get()
             if item is _STOP or self._stopping.is_set():
                 return
-            if item is _SNAPSHOT_REQUEST:
+            if isinstance(item, Entry):
+                item = CommandApplied(item.index, item.term, decode_command(item.data))
+            elif item is _SNAPSHOT_REQUEST:
                 assert self._request_snapshot is not None
                 self._request_snapshot(self._applied_index)
                 continue

@@ -69,6 +69,7 @@ class RpcServer:
         self._socket.bind(address)
         self.address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._outbox: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+        self._wake_pending = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -83,10 +84,14 @@ class RpcServer:
         # The request id goes last: a handler's own fields can never overwrite it.
         frame = msgpack.packb({**fields, "id": request_id}, use_bin_type=True)
         self._outbox.put((identity, frame))
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # the pipe is full: the server is already awake
+        # One wake-up per burst of replies, not one system call per reply: the flag is
+        # cleared by the server thread before it drains the outbox.
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full: the server is already awake
 
     def close(self) -> None:
         self._stop.set()
@@ -119,6 +124,7 @@ class RpcServer:
             self._socket.close(0)
 
     def _flush_outbox(self) -> None:
+        self._wake_pending = False  # before draining: a reply queued after this wakes us again
         while True:
             try:
                 identity, frame = self._outbox.get_nowait()

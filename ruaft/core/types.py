@@ -272,7 +272,11 @@ class Ready:
        this write is durable**: votes and append acknowledgements promise the sender that the
        state they reflect survives a crash (paper Figure 2, "Persistent state ... updated on
        stable storage before responding to RPCs").
-    2. send `messages` (best effort; Raft tolerates loss, duplication and reordering);
+    2. send `messages` (best effort; Raft tolerates loss, duplication and reordering).
+       One exception to "after": when the Ready changes neither term nor vote, a leader's
+       AppendEntries and InstallSnapshot may be sent *before* its write (thesis §10.2.1):
+       they depend only on the leader's log, which every follower persists before it
+       acknowledges, and the leader counts its own entries only after `advance`;
     3. hand `apply_snapshot` (if any) and then `committed_entries`, in order, to the state
        machine; `read_states` may be served once their index has been applied, and the reads
        in `failed_reads` answered with an error;
