@@ -269,5 +269,21 @@ def check(
     raise typer.Exit(code)
 
 
+BENCH_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []})
+def bench(ctx: typer.Context) -> None:
+    """Benchmark durable KV and library throughput/latency, failover, restart and memory,
+    optionally against PySyncObj and etcd (all options: ruaft-cluster bench --help)."""
+    import subprocess
+
+    if not BENCH_SCRIPT.exists():
+        raise fail(f"the benchmark lives in the source tree ({BENCH_SCRIPT} not found); "
+                   "install from a checkout with `pip install -e '.[bench]'`", 2)
+    raise typer.Exit(subprocess.call([sys.executable, str(BENCH_SCRIPT), *ctx.args]))
+
+
 def run() -> None:
     app()
