@@ -218,6 +218,41 @@ def _partitioner(cfg: KVCluster, clients: list[KVClient], stop: threading.Event,
         stop.wait(rng.uniform(1.0, 1.2))
 
 
+def _run_round(cfg: KVCluster, clients: list[KVClient], threads: list[threading.Thread],
+               stop: threading.Event, stop_partitioner: threading.Event, partitions: bool,
+               rng: random.Random, partition_log: list[str]) -> None:
+    """Let the clients run (with the partitioner if `partitions`), heal, then stop the
+    clients and wait for their threads; the clients are closed afterwards."""
+    partitioner = None
+    if partitions:
+        partitioner = threading.Thread(
+            target=_partitioner, name="partitioner", daemon=True,
+            args=(cfg, clients, stop_partitioner, rng, partition_log))
+        partitioner.start()
+        time.sleep(PARTITION_HEAD_START)
+    time.sleep(ROUND_SECONDS)
+
+    if partitioner is not None:
+        stop_partitioner.set()
+        partitioner.join(JOIN_TIMEOUT)
+        assert not partitioner.is_alive(), "the partitioner did not stop"
+        # Heal: a request submitted in a minority completes once its server learns of the
+        # new term; let that happen before the clients stop.
+        cfg.connect_all()
+        for client in clients:
+            client.set_reachable(range(cfg.n))
+        time.sleep(ELECTION_TIMEOUT)
+
+    stop.set()
+    t_stop = time.monotonic()
+    for thread in threads:
+        thread.join(max(0.1, t_stop + JOIN_TIMEOUT - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"client threads did not stop within {JOIN_TIMEOUT}s: {stuck}"
+    for client in clients:
+        client.close()  # nothing of this round's stays queued for a restarted server
+
+
 def generic(
     make_kv_cluster: MakeKVCluster,
     nclients: int,
@@ -264,36 +299,13 @@ def generic(
             thread.start()
             threads.append(thread)
 
-        partitioner = None
         stop_partitioner = threading.Event()
-        if partitions:
-            partitioner = threading.Thread(
-                target=_partitioner, name="partitioner", daemon=True,
-                args=(cfg, clients, stop_partitioner, random.Random(rng.randrange(1 << 30)),
-                      partition_log))
-            partitioner.start()
-            time.sleep(PARTITION_HEAD_START)
-        time.sleep(ROUND_SECONDS)
-
-        if partitioner is not None:
+        try:
+            _run_round(cfg, clients, threads, stop, stop_partitioner, partitions,
+                       random.Random(rng.randrange(1 << 30)), partition_log)
+        finally:  # whatever failed, no client or partitioner thread outlives its round
             stop_partitioner.set()
-            partitioner.join(JOIN_TIMEOUT)
-            assert not partitioner.is_alive(), "the partitioner did not stop"
-            # Heal: a request submitted in a minority completes once its server learns of
-            # the new term; let that happen before the clients stop.
-            cfg.connect_all()
-            for client in clients:
-                client.set_reachable(range(cfg.n))
-            time.sleep(ELECTION_TIMEOUT)
-
-        stop.set()
-        t_stop = time.monotonic()
-        for thread in threads:
-            thread.join(max(0.1, t_stop + JOIN_TIMEOUT - time.monotonic()))
-        stuck = [t.name for t in threads if t.is_alive()]
-        assert not stuck, f"client threads did not stop within {JOIN_TIMEOUT}s: {stuck}"
-        for client in clients:
-            client.close()  # nothing of this round's stays queued for a restarted server
+            stop.set()
         errors = [r.error for r in results if r.error]
         assert not errors, "\n".join(errors)
 

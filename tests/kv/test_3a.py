@@ -78,15 +78,17 @@ def test_unreliable_one_key(make_kv_cluster: MakeKVCluster) -> None:
 
     threads = [threading.Thread(target=client, args=(me, cfg.make_client(timeout=None, stop=stop)),
                                 daemon=True) for me in range(nclient)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60.0
-    for t in threads:
-        t.join(max(0.1, deadline - time.monotonic()))
-    stuck = sum(t.is_alive() for t in threads)
-    stop.set()
-    for t in threads:
-        t.join(5.0)
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60.0
+        for t in threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        stuck = sum(t.is_alive() for t in threads)
+    finally:  # no client thread outlives the test
+        stop.set()
+        for t in threads:
+            t.join(5.0)
     assert not stuck, f"{stuck} clients did not finish their {upto} appends within 60 s"
     assert not errors, "\n".join(errors)
     check_concurrent_appends(ck.get("k"), [upto] * nclient)
