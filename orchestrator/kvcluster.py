@@ -4,8 +4,6 @@ into groups, and clients that a partition can cut off from some servers."""
 
 from __future__ import annotations
 
-import random
-import socket
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,44 +11,6 @@ from typing import Any, Sequence
 from kv.client import ClientFaults, KVClient
 from orchestrator.cluster import Cluster, ClusterFailure
 from transport_zmq.transport import free_tcp_ports
-
-_rng = random.SystemRandom()  # not the cluster's seeded rng: concurrent runs must differ
-
-
-def _ports_below_ephemeral(n: int) -> list[int]:
-    """`n` distinct ports below the ephemeral range that were free on 127.0.0.1 just now
-    (each bound once, all held until all are found). Falls back to `free_tcp_ports` if the
-    range leaves no room."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    first = max(1024, low - 12000)
-    if low - first < 10 * n:
-        return free_tcp_ports(n)
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        for _ in range(100 * n):
-            if len(ports) == n:
-                break
-            port = _rng.randrange(first, low)
-            if port in ports:
-                continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                sock.close()
-                continue
-            held.append(sock)
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    if len(ports) < n:
-        raise ClusterFailure(f"found only {len(ports)} of {n} free ports in {first}..{low - 1}")
-    return ports
 
 
 class KVCluster(Cluster):
@@ -66,19 +26,9 @@ class KVCluster(Cluster):
                          seed=seed, **options)
 
     def _choose_client_addresses(self) -> None:
-        """The servers' client ports, drawn once from BELOW the kernel's ephemeral range.
-
-        A port drawn with bind(0) (`free_tcp_ports`) lies in the ephemeral range and is free
-        again between the draw and the server's bind — and, after a crash, for as long as
-        the server is down — so another process's bind(0) can take it (on this shared
-        machine servers died at start-up with "Address already in use"). Below the range
-        nobody gets a port without asking for its number. Drawing the client ports with a
-        second `free_tcp_ports` call also overlapped `Cluster`'s Raft/control ports in ~0.6 %
-        of 5-server clusters; these are checked against them. (`Cluster` draws the Raft and
-        control ports itself; see tests/kv/FINDINGS.md.)"""
-        taken = {int(address.rsplit(":", 1)[1])
-                 for address in [*self.addresses.values(), *self.control_addresses.values()]}
-        ports = [p for p in _ports_below_ephemeral(self.n + len(taken)) if p not in taken][:self.n]
+        """The servers' client ports (`free_tcp_ports` draws below the ephemeral range and
+        never repeats a port within this process, so they cannot meet `Cluster`'s)."""
+        ports = free_tcp_ports(self.n)
         self.client_addresses = {i: f"tcp://127.0.0.1:{port}" for i, port in enumerate(ports)}
 
     def peer_args(self, i: int) -> list[str]:
