@@ -72,7 +72,6 @@ from orchestrator.checker import (
     render_html,
 )
 from orchestrator.local import LocalCluster, new_spec
-from transport_zmq.rpc import RpcClient, RpcError
 
 NEMESES = ("kill", "partition", "lossy", "pause")
 EXIT_CLEAN = 0
@@ -349,16 +348,7 @@ class Nemesis:
         return None
 
     def control(self, peer: int, op: str, timeout: float = 1.0, **fields: Any) -> dict[str, Any] | None:
-        address = self.cluster.spec.peer(peer).control_address
-        if address is None:
-            return None
-        client = RpcClient(address)
-        try:
-            return client.call(op, timeout=timeout, **fields)
-        except (TimeoutError, RpcError):
-            return None
-        finally:
-            client.close()
+        return self.cluster.control(peer, op, timeout, **fields)
 
     # ------------------------------------------------------------------------- network
 

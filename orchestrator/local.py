@@ -153,7 +153,8 @@ class LocalCluster:
 
     # ---------------------------------------------------------------------------- control
 
-    def _control(self, peer_id: int, op: str, timeout: float = 1.0, **fields: Any) -> dict[str, Any] | None:
+    def control(self, peer_id: int, op: str, timeout: float = 1.0, **fields: Any) -> dict[str, Any] | None:
+        """One request to the peer's control endpoint; None if it has none or is silent."""
         address = self.spec.peer(peer_id).control_address
         if address is None:
             return None
@@ -169,7 +170,7 @@ class LocalCluster:
         rows = []
         for peer in self.spec.peers:
             pid = self.pid(peer.id)
-            state = self._control(peer.id, "get_state") if pid is not None else None
+            state = self.control(peer.id, "get_state") if pid is not None else None
             rows.append(PeerStatus(
                 id=peer.id, pid=pid, alive=pid is not None,
                 role=state["role"] if state else None,
@@ -211,7 +212,7 @@ class LocalCluster:
         for peer in self.ids:
             rules = {"disabled_links": [link for link in disabled if peer in link],
                      "unreliable": False, "long_reordering": False, "long_delays": False}
-            if self._control(peer, "set_faults", rules=rules) is None:
+            if self.control(peer, "set_faults", rules=rules) is None:
                 missed.append(peer)
         return missed
 
