@@ -12,7 +12,6 @@ import threading
 import time
 from typing import Callable
 
-import pytest
 
 from orchestrator.cluster import ELECTION_TIMEOUT, Cluster
 

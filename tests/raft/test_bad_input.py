@@ -22,7 +22,6 @@ from collections import Counter
 from typing import Any, Callable
 
 import msgpack
-import pytest
 import zmq
 
 from orchestrator.cluster import ELECTION_TIMEOUT, Cluster
@@ -324,7 +323,6 @@ def dealer(context: zmq.Context, address: str) -> zmq.Socket:  # type: ignore[ty
     return sock
 
 
-@pytest.mark.timeout(180)
 def test_bad_input(make_cluster: MakeCluster, rng: random.Random) -> None:
     servers = 3
     cfg = make_cluster(servers)
