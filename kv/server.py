@@ -269,8 +269,16 @@ class KVServer:
 
     # ================================================================ lifecycle
 
-    def close(self) -> None:
-        """Stop serving, stop Raft (re-raising any error it recorded)."""
+    def close(self, graceful: bool = True) -> None:
+        """Stop serving, stop Raft (re-raising any error it recorded). Gracefully, a leader
+        first hands leadership to its most up-to-date follower (thesis §3.10), so clients
+        wait for one leadership transfer instead of an election timeout."""
+        if graceful and self.raft.error is None:
+            try:
+                if self.raft.hand_off_leadership(timeout=2.0) is False:
+                    log.warning("peer %d: leadership hand-off did not finish in time", self.me)
+            except RaftStoppedError:
+                pass
         if self.control is not None:
             self.control.close()
         self.clients.close()
