@@ -245,6 +245,7 @@ def test_figure8_unreliable(make_cluster: MakeCluster, rng: random.Random) -> No
             cfg.connect(i)
 
     t0 = time.monotonic()
+    print(f"final agreement from {time.strftime('%H:%M:%S')}")
     index = cfg.one(rng.randrange(10000), servers, True)
     print(f"figure8 unreliable: {disconnects} leaders disconnected; final agreement at index "
           f"{index} after {time.monotonic() - t0:.1f}s")
