@@ -10,7 +10,9 @@ endpoint but starts Raft (and so its clocks) only when told `go`: the orchestrat
 new cluster's peers within one tick of each other, as the original's test config starts its
 peers at once, however long each process took to come up. The applier records every applied command by index; a gap or a
 reorder is an error. On any error inside (invariant violation, storage failure, apply
-error) the peer writes `peer-error.txt` in its data dir and exits with status 1.
+error) the peer writes `peer-error.txt` in its data dir and exits with status 1. With
+RUAFT_TRACE=1 in its environment the peer also logs every election message it sends and
+receives (RUAFT_TRACE=all: every message).
 """
 
 from __future__ import annotations
@@ -91,6 +93,51 @@ def parse_peers(specs: list[str]) -> dict[int, str]:
     return peers
 
 
+class TracingTransport:
+    """Wraps a transport and logs the messages it carries, for diagnosing from the peer log:
+    with RUAFT_TRACE=1 in the environment (the orchestrator's children inherit it) the
+    election messages (RequestVote and its responses, TimeoutNow), with RUAFT_TRACE=all
+    every message (AppendEntries without their entries' data)."""
+
+    ELECTION = frozenset({"REQUEST_VOTE", "REQUEST_VOTE_RESPONSE", "TIMEOUT_NOW"})
+
+    def __init__(self, inner: ZmqTransport, everything: bool):
+        self.inner = inner
+        self.everything = everything
+        self._log = logging.getLogger("ruaft.trace")
+
+    def _trace(self, direction: str, m: Any) -> None:
+        if m.kind.name in self.ELECTION:
+            self._log.info("%s %r", direction, m)
+        elif self.everything:
+            entries = getattr(m, "entries", None)
+            if entries:
+                m = f"{type(m).__name__}(from={m.from_peer}, to={m.to_peer}, term={m.term}, " \
+                    f"prev={m.prev_log_index}/{m.prev_log_term}, entries={entries[0].index}.." \
+                    f"{entries[-1].index}, commit={m.leader_commit}, seq={m.seq})"
+            self._log.info("%s %s", direction, m if isinstance(m, str) else repr(m))
+
+    def send(self, messages: Any) -> None:
+        for m in messages:
+            self._trace("send", m)
+        self.inner.send(messages)
+
+    def poll(self, timeout: float) -> Any:
+        messages = self.inner.poll(timeout)
+        for m in messages:
+            self._trace("recv", m)
+        return messages
+
+    def wakeup(self) -> None:
+        self.inner.wakeup()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def stats(self) -> dict[str, Any]:
+        return self.inner.stats()
+
+
 class TestPeer:
     """Composition root of a test peer: storage, transport, runtime, applier, control."""
 
@@ -107,6 +154,9 @@ class TestPeer:
         self.storage = LmdbStorage(self.data_dir / "raft", cluster_id=args.cluster_id)
         codec = RaftCodec(args.cluster_id, addresses.keys(), max_frame_bytes=64 << 20)
         self.transport = ZmqTransport(self.me, addresses, codec=codec, faults=self.faults)
+        if os.environ.get("RUAFT_TRACE") in ("1", "all"):
+            self.transport = TracingTransport(  # type: ignore[assignment]
+                self.transport, everything=os.environ["RUAFT_TRACE"] == "all")
         self.applier = TestApplier(args.snapshot)
         self._peer_ids = sorted(addresses)
         self._config = RuntimeConfig(tick_seconds=args.tick_ms / 1000.0,
