@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import psutil
 
@@ -78,6 +78,8 @@ class LocalCluster:
         # Absolute, so the pid check below matches whatever folder the command runs in.
         self.spec = dataclasses.replace(spec, path=spec.path.resolve())
         self.dir = self.spec.path.parent  # type: ignore[union-attr]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        """The peers this object started, by id (their exit codes: `Popen.wait`)."""
 
     @classmethod
     def open(cls, data_dir: Path) -> "LocalCluster":
@@ -108,8 +110,9 @@ class LocalCluster:
             return pid
         return None
 
-    def start(self, peer_id: int) -> int:
-        """Start peer `peer_id` in the background (no-op if it runs); returns its pid."""
+    def start(self, peer_id: int, env: Mapping[str, str] | None = None) -> int:
+        """Start peer `peer_id` in the background (no-op if it runs); returns its pid. `env`
+        adds variables to the peer's environment (e.g. `ruaft.failpoints.ENV_VAR`)."""
         running = self.pid(peer_id)
         if running is not None:
             return running
@@ -120,8 +123,10 @@ class LocalCluster:
             [sys.executable, "-m", "kv.peer_cli", "--cluster", str(self.spec.path),
              "--id", str(peer_id)],
             stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True,
+            env=None if env is None else {**os.environ, **env},
         )
         output.close()
+        self.processes[peer_id] = process
         (data_dir / PID_FILE).write_text(f"{process.pid}\n")
         return process.pid
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping
 
-from ruaft import Raft
+from ruaft import Raft, failpoints
 from transport_zmq.faults import FaultInjector
 from transport_zmq.rpc import RpcServer
 from transport_zmq.transport import ZmqTransport
@@ -19,8 +19,10 @@ ExtraOp = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 class ControlEndpoint:
-    """Serves `ping`, `get_state`, `stats`, `set_faults`, `log_size`, `snapshot_size`, plus
-    the program's `extra` operations, on an `RpcServer` bound at `address`."""
+    """Serves `ping`, `get_state`, `stats`, `set_faults`, `set_failpoint`, `log_size`,
+    `snapshot_size`, plus the program's `extra` operations, on an `RpcServer` bound at
+    `address`. `set_failpoint` takes `spec` (`ruaft.failpoints` syntax, e.g.
+    "log.truncate.before=kill") and answers the armed failpoints."""
 
     def __init__(
         self,
@@ -68,6 +70,15 @@ class ControlEndpoint:
                 return {"ok": False, "error_kind": "bad_request", "error": "rules must be a map"}
             self._faults.apply(rules)
             return {"ok": True}
+        if op == "set_failpoint":
+            spec = request.get("spec")
+            if not isinstance(spec, str):
+                return {"ok": False, "error_kind": "bad_request", "error": "spec must be a string"}
+            try:
+                failpoints.configure(spec)
+            except ValueError as exc:
+                return {"ok": False, "error_kind": "bad_request", "error": str(exc)}
+            return {"ok": True, "failpoints": failpoints.active()}
         if op == "log_size":
             return {"ok": True, "bytes": self._raft.status().state_bytes}
         if op == "snapshot_size":

@@ -48,6 +48,7 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from ruaft import failpoints
 from ruaft.core.types import Entry, HardState, InitialState, Snapshot
 from ruaft.storage.base import CorruptStorageError, StorageError, StorageFullError
 from ruaft.storage.common import (
@@ -898,9 +899,11 @@ class LmdbStorage:
         removed = 0
         if not cursor.set_range(encode_index(index)):
             return 0
+        if failpoints.armed: failpoints.maybe_trigger("log.truncate.before")  # a suffix exists
         while True:
             key = cursor.key()
             if not key:
+                if failpoints.armed: failpoints.maybe_trigger("log.truncate.after")  # not committed
                 return removed
             removed += len(key) + len(cursor.value())
             cursor.delete()
