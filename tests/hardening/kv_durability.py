@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -103,24 +104,50 @@ class DurabilityRun:
             time.sleep(0.05)
         raise AssertionError(f"peers did not catch up within {timeout} s: {states}")
 
+    def arm(self, peer: int, spec: str) -> None:
+        """Arm failpoints (`ruaft.failpoints` syntax) in running peer `peer`."""
+        reply = self.cluster.control(peer, "set_failpoint", spec=spec)
+        assert reply is not None and reply.get("ok"), f"peer {peer}: set_failpoint {spec!r}: {reply}"
+
+    def wait_exit(self, peer: int, timeout: float) -> int | None:
+        """Peer `peer`'s exit status once it has exited (a negative signal number), or None
+        if it still runs after `timeout` seconds."""
+        process = self.cluster.processes[peer]
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def output(self, peer: int) -> str:
+        """What peer `peer` wrote to standard output and error (all its runs)."""
+        path = self.cluster.spec.data_dir(peer) / "output.txt"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    def state(self, peer: int) -> dict[str, Any]:
+        reply = self.cluster.control(peer, "get_state")
+        assert reply is not None, f"peer {peer} does not answer on its control endpoint"
+        return reply
+
     def stop_all(self) -> list[int]:
         return chaos.stop_all(self.cluster, self.pids)
 
     # ------------------------------------------------------------------------ load
 
     def burst(self, seconds: float, during: Callable[[], None] | None = None,
-              write_only: bool = False, value_bytes: int = 0) -> Burst:
+              write_only: bool = False, value_bytes: int = 0,
+              servers: list[int] | None = None) -> Burst:
         """`options.clients` client threads write (and, unless `write_only`, read) for
         `seconds`; `during`, if given, runs in the calling thread meanwhile. Every call is
         recorded; a thread ends with the call in hand (bounded by OP_TIMEOUT). `value_bytes`
-        pads put values (tokens stay unique: the padding follows the token)."""
+        pads put values (tokens stay unique: the padding follows the token); `servers`
+        limits the peers the clients can reach (default: all)."""
         self.bursts += 1
         tag = f"r{self.bursts}"
         counts = {"invoked": 0, "acked": 0, "fail": 0, "info": 0}
         lock = threading.Lock()
         deadline = time.monotonic() + seconds
         threads = [threading.Thread(target=self._client, name=f"durability-{tag}-{i}",
-                                    args=(tag, i, deadline, write_only, value_bytes, counts, lock),
+                                    args=(tag, i, deadline, write_only, value_bytes, servers, counts, lock),
                                     daemon=True)
                    for i in range(self.options.clients)]
         for thread in threads:
@@ -135,11 +162,13 @@ class DurabilityRun:
         return Burst(counts["invoked"], counts["acked"], counts["fail"], counts["info"])
 
     def _client(self, tag: str, index: int, deadline: float, write_only: bool, value_bytes: int,
-                counts: dict[str, int], lock: threading.Lock) -> None:
+                servers: list[int] | None, counts: dict[str, int], lock: threading.Lock) -> None:
         rng = random.Random(f"{self.options.seed}-{tag}-{index}")
         process = f"{tag}c{index}"
         client = KVClient(self.addresses, client_id=f"durability-{os.getpid()}-{process}",
                           timeout=OP_TIMEOUT, attempt_timeout=0.5)
+        if servers is not None:
+            client.set_reachable(servers)
         padding = "x" * value_bytes
         try:
             for n in range(1, 100_000):  # bounded in count and (below) in time

@@ -12,7 +12,7 @@ rebuild exactly the values read.
 Each round prints one line: round, killed peers, operations and acknowledged writes, recovery
 time (from the kill until every peer has rejoined and applied the leader's log). Wall time:
 ~2–3 min per cluster size on an idle 2-core machine. `RUAFT_SIGKILL_ROUNDS` changes the
-number of rounds (e.g. 300 for a soak).
+number of rounds (e.g. 300 for a soak), `RUAFT_SIGKILL_SEED` the kill schedule and the load.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import pytest
 from tests.hardening.kv_durability import DurabilityRun
 
 ROUNDS = int(os.environ.get("RUAFT_SIGKILL_ROUNDS", "30"))
+SEED = int(os.environ.get("RUAFT_SIGKILL_SEED", "0"))
 ALL_PEERS_EVERY = 5
 BURST_SECONDS = 0.8
 
@@ -42,8 +43,8 @@ def say(line: str, log: Path) -> None:
 @pytest.mark.parametrize("nodes", [3, 5])
 def test_acknowledged_writes_survive_sigkill_rounds(nodes: int, tmp_path: Path) -> None:
     run = DurabilityRun(tmp_path / f"run-{nodes}", nodes, maxraftstate=16 << 10, clients=4,
-                        seed=7000 + nodes)
-    rng = random.Random(f"ruaft-sigkill-rounds-{nodes}")
+                        seed=7000 + 10 * SEED + nodes)
+    rng = random.Random(f"ruaft-sigkill-rounds-{nodes}-{SEED}")
     log = run.out / "rounds.txt"
     ids = run.cluster.ids
     kills = 0

@@ -1,0 +1,164 @@
+"""Peers SIGKILLed at precise moments by failpoints (`ruaft.failpoints`), against real processes.
+
+Three moments, each its own test: while the peer persists a snapshot of its own state (log
+compaction), while it receives a snapshot from the leader (InstallSnapshot), and while it
+deletes a conflicting log suffix (truncation, paper §5.3). Each test arms the failpoint in one
+running peer through its control endpoint, drives the cluster there under recorded client
+load, and asserts the peer died by SIGKILL (exit status -9) at that very failpoint (the marker
+line it writes just before). It then restarts the peer without the failpoint and checks that
+it rejoins and catches up, that linearizable reads hold every acknowledged write, that the
+whole history is linearizable (UNKNOWN fails), and that every peer's store opens cleanly and
+rebuilds exactly the values read. Each test takes ~10–20 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.hardening.kv_durability import DurabilityRun
+
+
+def assert_killed_at(run: DurabilityRun, peer: int, point: str, code: int | None) -> None:
+    assert code is not None, f"peer {peer} never reached failpoint {point}"
+    assert code == -signal.SIGKILL, f"peer {peer} exited with {code}, not by SIGKILL"
+    assert f"ruaft failpoint {point}: SIGKILL pid {run.cluster.processes[peer].pid}" in run.output(peer)
+
+
+def recover_and_check(run: DurabilityRun, victim: int) -> dict[int, dict[str, Any]]:
+    """Restart `victim` without the failpoint, load the healed cluster once more, and check
+    everything the module docstring lists; returns the caught-up peer states."""
+    run.start(victim)
+    run.burst(0.5)
+    states = run.wait_caught_up(timeout=30.0)
+    report = run.read_back()
+    assert report["ok"], report
+    assert report["acknowledged_writes"] > 0
+    verdict = run.verdict()
+    assert verdict["linearizable"] == "OK", verdict
+    assert verdict["valid"], verdict["problems"]
+    values = run._final["values"] if run._final else {}
+    run.stop_all()
+    for peer in run.cluster.ids:
+        assert run.stored_values(peer) == values, f"peer {peer}'s store disagrees with the reads"
+    return states
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("point", ["snapshot.persist.before", "snapshot.persist.after"])
+def test_leader_killed_while_persisting_its_snapshot(point: str, tmp_path: Any) -> None:
+    run = DurabilityRun(tmp_path / "run", 3, maxraftstate=4 << 10, seed=11)
+    try:
+        leader = run.start_all()
+        assert run.state(leader)["snapshot_index"] == 0
+        run.arm(leader, f"{point}=kill")
+        codes: list[int | None] = []
+        # The writes push the Raft state past maxraftstate: the leader snapshots and dies.
+        run.burst(2.0, during=lambda: codes.append(run.wait_exit(leader, 10.0)))
+        assert_killed_at(run, leader, point, codes[0])
+        states = recover_and_check(run, leader)
+        assert states[leader]["snapshot_index"] > 0
+    finally:
+        run.stop_all()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("point", ["install_snapshot.chunk.received", "install_snapshot.persist.before",
+                                   "install_snapshot.persist.after"])
+def test_follower_killed_while_receiving_a_snapshot(point: str, tmp_path: Any) -> None:
+    run = DurabilityRun(tmp_path / "run", 3, maxraftstate=4 << 10, seed=12)
+    try:
+        leader = run.start_all()
+        follower = next(p for p in run.cluster.ids if p != leader)
+        majority = [p for p in run.cluster.ids if p != follower]
+        assert run.cluster.partition([majority, [follower]]) == []
+        behind = run.state(follower)["last_index"]
+        # The majority commits and compacts past the follower's log: only a snapshot can
+        # bring it up to date.
+        deadline = time.monotonic() + 20.0
+        while max(run.state(p)["snapshot_index"] for p in majority) <= behind:
+            assert time.monotonic() < deadline, "the majority never compacted past the follower"
+            run.burst(0.5, servers=majority)
+        run.arm(follower, f"{point}=kill")
+        codes: list[int | None] = []
+
+        def heal_and_wait() -> None:
+            assert run.cluster.heal() == []
+            codes.append(run.wait_exit(follower, 10.0))
+
+        run.burst(1.0, during=heal_and_wait)
+        assert_killed_at(run, follower, point, codes[0])
+        states = recover_and_check(run, follower)
+        assert states[follower]["snapshot_index"] > behind
+    finally:
+        run.stop_all()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("point", ["log.truncate.before", "log.truncate.after"])
+def test_old_leader_killed_while_truncating_its_log(point: str, tmp_path: Any) -> None:
+    # No snapshots: the new leader must repair the old one's log by AppendEntries.
+    run = DurabilityRun(tmp_path / "run", 3, maxraftstate=1 << 20, seed=13)
+    try:
+        old = run.start_all()
+        majority = [p for p in run.cluster.ids if p != old]
+        run.burst(0.3)
+        run.wait_caught_up()
+        committed = run.state(old)["commit_index"]
+        assert run.cluster.partition([[old], majority]) == []
+        # Writes only the isolated leader can see: it appends them but can never commit them
+        # (each ends indefinite after OP_TIMEOUT).
+        run.burst(0.2, servers=[old], write_only=True)
+        isolated = run.state(old)
+        assert isolated["last_index"] > committed, isolated
+        assert isolated["commit_index"] == committed, isolated
+        run.arm(old, f"{point}=kill")
+        # The majority elects a new leader and commits other entries at those indexes.
+        deadline = time.monotonic() + 20.0
+        while max(run.state(p)["commit_index"] for p in majority) <= isolated["last_index"]:
+            assert time.monotonic() < deadline, "the majority never committed past the old leader"
+            run.burst(0.5, servers=majority)
+        codes: list[int | None] = []
+
+        def heal_and_wait() -> None:
+            assert run.cluster.heal() == []
+            codes.append(run.wait_exit(old, 10.0))
+
+        run.burst(1.0, during=heal_and_wait)
+        assert_killed_at(run, old, point, codes[0])
+        recover_and_check(run, old)
+    finally:
+        run.stop_all()
+
+
+def test_failpoint_specs_are_checked() -> None:
+    from ruaft import failpoints
+
+    assert failpoints.parse("log.truncate.before=kill@3; snapshot.persist.after=off") == {
+        "log.truncate.before": failpoints.Action(at=3), "snapshot.persist.after": None}
+    for bad in ("nowhere=kill", "log.truncate.before=explode", "log.truncate.before=kill@0",
+                "log.truncate.before"):
+        with pytest.raises(ValueError):
+            failpoints.parse(bad)
+    assert not failpoints.armed  # nothing is armed in a normal process
+
+
+def test_environment_armed_failpoint_kills_at_its_nth_hit() -> None:
+    script = ("from ruaft import failpoints\n"
+              "failpoints.maybe_trigger('log.truncate.after')\n"
+              "failpoints.maybe_trigger('log.truncate.before')\n"
+              "print('first hit passed', flush=True)\n"
+              "failpoints.maybe_trigger('log.truncate.before')\n"
+              "print('not reached', flush=True)\n")
+    env = dict(os.environ, RUAFT_FAILPOINTS="log.truncate.before=kill@2")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == -signal.SIGKILL, done
+    assert done.stdout == "first hit passed\n"
+    assert f"ruaft failpoint log.truncate.before: SIGKILL pid" in done.stderr and "(hit 2)" in done.stderr
