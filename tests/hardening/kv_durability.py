@@ -203,6 +203,28 @@ class DurabilityRun:
         finally:
             client.close()
 
+    def put(self, key: str, value: str, servers: list[int] | None = None) -> bool:
+        """One recorded put (outside any burst); returns whether it was acknowledged."""
+        self.bursts += 1
+        process = f"r{self.bursts}put"
+        client = KVClient(self.addresses, client_id=f"durability-{os.getpid()}-{process}",
+                          timeout=10.0, attempt_timeout=1.0)
+        if servers is not None:
+            client.set_reachable(servers)
+        self.recorder.invoke(process, "put", key, value)
+        try:
+            client.put(key, value)
+        except DefiniteError:
+            self.recorder.fail(process)
+            return False
+        except Exception:
+            self.recorder.info(process)
+            return False
+        finally:
+            client.close()
+        self.recorder.ok(process)
+        return True
+
     # ------------------------------------------------------------------------ checks
 
     def read_back(self, timeout: float = 5.0) -> dict[str, Any]:

@@ -68,34 +68,62 @@ def test_leader_killed_while_persisting_its_snapshot(point: str, tmp_path: Any) 
         run.stop_all()
 
 
+def kill_follower_receiving_snapshot(run: DurabilityRun, point: str, action: str,
+                                     big_values: int = 0) -> None:
+    """Partition a follower away while the majority commits and compacts past its log
+    (after `big_values` puts of 400 kB, so that the snapshot spans several 1 MiB chunks), arm
+    `point` in it, heal, and check it dies there and recovers."""
+    leader = run.start_all()
+    follower = next(p for p in run.cluster.ids if p != leader)
+    majority = [p for p in run.cluster.ids if p != follower]
+    assert run.cluster.partition([majority, [follower]]) == []
+    behind = run.state(follower)["last_index"]
+    for i in range(big_values):
+        assert run.put(run.put_keys[i], f"big{i};" + "x" * 400_000, servers=majority)
+    # Only a snapshot can bring the follower up to date once the majority compacted past it.
+    deadline = time.monotonic() + 20.0
+    while True:
+        leader_state = run.state(run.cluster.leader() or majority[0])
+        if leader_state["snapshot_index"] > behind and (
+                not big_values or leader_state["snapshot_bytes"] > 1 << 20):
+            break
+        assert time.monotonic() < deadline, f"the leader never compacted past the follower: {leader_state}"
+        if big_values:
+            time.sleep(0.05)  # the snapshot of the big values is on its way
+        else:
+            run.burst(0.5, servers=majority)
+    run.arm(follower, f"{point}={action}")
+    codes: list[int | None] = []
+
+    def heal_and_wait() -> None:
+        assert run.cluster.heal() == []
+        codes.append(run.wait_exit(follower, 10.0))
+
+    run.burst(1.0, during=heal_and_wait)
+    assert_killed_at(run, follower, point, codes[0])
+    states = recover_and_check(run, follower)
+    assert states[follower]["snapshot_index"] > behind
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("point", ["install_snapshot.chunk.received", "install_snapshot.persist.before",
                                    "install_snapshot.persist.after"])
 def test_follower_killed_while_receiving_a_snapshot(point: str, tmp_path: Any) -> None:
     run = DurabilityRun(tmp_path / "run", 3, maxraftstate=4 << 10, seed=12)
     try:
-        leader = run.start_all()
-        follower = next(p for p in run.cluster.ids if p != leader)
-        majority = [p for p in run.cluster.ids if p != follower]
-        assert run.cluster.partition([majority, [follower]]) == []
-        behind = run.state(follower)["last_index"]
-        # The majority commits and compacts past the follower's log: only a snapshot can
-        # bring it up to date.
-        deadline = time.monotonic() + 20.0
-        while max(run.state(p)["snapshot_index"] for p in majority) <= behind:
-            assert time.monotonic() < deadline, "the majority never compacted past the follower"
-            run.burst(0.5, servers=majority)
-        run.arm(follower, f"{point}=kill")
-        codes: list[int | None] = []
+        kill_follower_receiving_snapshot(run, point, "kill")
+    finally:
+        run.stop_all()
 
-        def heal_and_wait() -> None:
-            assert run.cluster.heal() == []
-            codes.append(run.wait_exit(follower, 10.0))
 
-        run.burst(1.0, during=heal_and_wait)
-        assert_killed_at(run, follower, point, codes[0])
-        states = recover_and_check(run, follower)
-        assert states[follower]["snapshot_index"] > behind
+@pytest.mark.timeout(120)
+def test_follower_killed_between_the_chunks_of_a_snapshot(tmp_path: Any) -> None:
+    # Three 400 kB values: a snapshot of ~1.2 MB, sent in two chunks; the follower dies as the
+    # second arrives, holding the first in memory only. Restarted, it holds no transfer, and
+    # the leader must start the snapshot over (InstallSnapshotResponse next_offset 0).
+    run = DurabilityRun(tmp_path / "run", 3, maxraftstate=4 << 10, keys=9, seed=14)
+    try:
+        kill_follower_receiving_snapshot(run, "install_snapshot.chunk.received", "kill@2", big_values=3)
     finally:
         run.stop_all()
 
