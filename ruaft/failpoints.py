@@ -4,7 +4,8 @@ Modelled on etcd's gofail. A call site reads
 
     if failpoints.armed: failpoints.maybe_trigger("log.truncate.before")
 
-so a disabled failpoint costs one module-attribute read. Failpoints are armed only on demand,
+so a disabled failpoint costs one module-attribute read (the runtime's call sites go through
+`maybe_trigger_on_message` and `maybe_trigger_on_save`, which pick the point's name). Failpoints are armed only on demand,
 never in a normal start: from the environment variable ``RUAFT_FAILPOINTS``, read once when
 this module is first imported (process start), or at run time through the test-mode control
 endpoint's ``set_failpoint`` operation (`configure`).
@@ -43,6 +44,8 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
+
+from ruaft.core.types import InstallSnapshot, Message, Ready
 
 ENV_VAR = "RUAFT_FAILPOINTS"
 
@@ -136,10 +139,20 @@ def maybe_trigger(name: str) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def maybe_trigger_snapshot_save(stage: str, installed: bool) -> None:
-    """``install_snapshot.persist.<stage>`` for a snapshot received from the leader,
-    ``snapshot.persist.<stage>`` for one the peer took of its own state."""
-    maybe_trigger(f"{'install_snapshot' if installed else 'snapshot'}.persist.{stage}")
+def maybe_trigger_on_message(message: Message) -> None:
+    """At a message the event loop is about to step the core with:
+    ``install_snapshot.chunk.received`` for an InstallSnapshot chunk."""
+    if isinstance(message, InstallSnapshot):
+        maybe_trigger("install_snapshot.chunk.received")
+
+
+def maybe_trigger_on_save(stage: str, rd: Ready) -> None:
+    """Around (`stage` "before"/"after") the durable write of Ready `rd`:
+    ``install_snapshot.persist.<stage>`` if it stores a snapshot received from the leader,
+    ``snapshot.persist.<stage>`` if it stores one the peer took of its own state."""
+    if rd.snapshot is not None:
+        source = "install_snapshot" if rd.apply_snapshot is not None else "snapshot"
+        maybe_trigger(f"{source}.persist.{stage}")
 
 
 configure(os.environ.get(ENV_VAR, ""))

@@ -403,7 +403,7 @@ class Raft:
             messages = self._transport.poll(0.0 if pending else timeout)
             with self._lock:
                 for message in messages:
-                    if failpoints.armed and isinstance(message, InstallSnapshot): failpoints.maybe_trigger("install_snapshot.chunk.received")
+                    if failpoints.armed: failpoints.maybe_trigger_on_message(message)
                     self._core.step(message)
                 if time.monotonic() >= next_tick:
                     self._core.tick()
@@ -423,10 +423,10 @@ class Raft:
                 if early:
                     self._transport.send(early)
                     messages = tuple(m for m in messages if not isinstance(m, _LEADER_REPLICATION))
-            if failpoints.armed and rd.snapshot: failpoints.maybe_trigger_snapshot_save("before", bool(rd.apply_snapshot))
+            if failpoints.armed: failpoints.maybe_trigger_on_save("before", rd)
             if not self._save(rd):
                 return  # stopped while waiting for disk space: nothing more may be sent
-            if failpoints.armed and rd.snapshot: failpoints.maybe_trigger_snapshot_save("after", bool(rd.apply_snapshot))
+            if failpoints.armed: failpoints.maybe_trigger_on_save("after", rd)
             if rd.hard_state is not None:
                 self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
             self._state_bytes = self._storage.raft_state_size()
