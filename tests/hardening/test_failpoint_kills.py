@@ -14,6 +14,7 @@ rebuilds exactly the values read. Each test takes ~10–20 s.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from ruaft import failpoints
 from tests.hardening.kv_durability import DurabilityRun
 
 
@@ -166,8 +168,6 @@ def test_old_leader_killed_while_truncating_its_log(point: str, tmp_path: Any) -
 
 
 def test_failpoint_specs_are_checked() -> None:
-    from ruaft import failpoints
-
     assert failpoints.parse("log.truncate.before=kill@3; snapshot.persist.after=off") == {
         "log.truncate.before": failpoints.Action(at=3), "snapshot.persist.after": None}
     for bad in ("nowhere=kill", "log.truncate.before=explode", "log.truncate.before=kill@0",
@@ -190,3 +190,53 @@ def test_environment_armed_failpoint_kills_at_its_nth_hit() -> None:
     assert done.returncode == -signal.SIGKILL, done
     assert done.stdout == "first hit passed\n"
     assert f"ruaft failpoint log.truncate.before: SIGKILL pid" in done.stderr and "(hit 2)" in done.stderr
+
+
+STORM_ROUNDS = int(os.environ.get("RUAFT_FAILPOINT_STORM_ROUNDS", "0"))
+
+
+@pytest.mark.skipif(STORM_ROUNDS <= 0, reason="soak: set RUAFT_FAILPOINT_STORM_ROUNDS (e.g. 40)")
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_failpoint_storm(nodes: int, tmp_path: Any) -> None:
+    """Each round arms random failpoints (kill at hit 1–3) in random peers, sometimes isolates
+    a peer (writes only it can see, then a heal: truncations and snapshot installs), loads the
+    cluster, restarts whoever died (each by SIGKILL at a failpoint) and checks the read-back."""
+    run = DurabilityRun(tmp_path / "run", nodes, maxraftstate=4 << 10, seed=9000 + nodes)
+    rng = random.Random(f"ruaft-failpoint-storm-{nodes}")
+    points = sorted(failpoints.POINTS)
+    deaths = 0
+    try:
+        run.start_all()
+        for round_number in range(1, STORM_ROUNDS + 1):
+            armed = {}
+            for peer in run.cluster.ids:
+                if rng.random() < 0.6:
+                    armed[peer] = f"{rng.choice(points)}=kill@{rng.randint(1, 3)}"
+                    run.arm(peer, armed[peer])
+            isolated = rng.choice(run.cluster.ids) if rng.random() < 0.5 else None
+            if isolated is not None:
+                run.cluster.partition([[isolated], [p for p in run.cluster.ids if p != isolated]])
+                run.burst(0.6)
+                run.burst(0.2, servers=[isolated], write_only=True)
+                run.cluster.heal()
+            run.burst(0.6)
+            for peer in armed:  # a peer that dies meanwhile does not answer: judged below
+                run.cluster.control(peer, "set_failpoint", spec=";".join(f"{p}=off" for p in points))
+            dead = [p for p in run.cluster.ids if run.cluster.processes[p].poll() is not None]
+            for peer in dead:
+                point = armed[peer].split("=")[0]
+                assert_killed_at(run, peer, point, run.cluster.processes[peer].returncode)
+            for peer in dead:
+                run.start(peer)
+            deaths += len(dead)
+            run.wait_caught_up(timeout=30.0)
+            report = run.read_back()
+            print(f"{nodes} peers, storm round {round_number}: armed {armed}, isolated {isolated}, "
+                  f"died {dead}; {report['acknowledged_writes']} acknowledged writes so far")
+            assert report["ok"], report
+        verdict = run.verdict()
+        assert verdict["linearizable"] == "OK" and verdict["valid"], verdict
+        assert deaths > 0
+    finally:
+        run.stop_all()
