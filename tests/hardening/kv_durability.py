@@ -237,6 +237,12 @@ class DurabilityRun:
         operations = events_to_operations(self.recorder.events())
         return chaos.check_durability(operations, self._final, self.append_keys, self.put_keys)
 
+    @property
+    def read_values(self) -> dict[str, str]:
+        """The values the last `read_back` read, by key."""
+        assert self._final is not None, "read_back() first"
+        return dict(self._final["values"])
+
     def verdict(self) -> dict[str, Any]:
         """Write history and the last read-back to the run directory and judge it with
         `chaos.check_run` (linearizability of the whole history, durability, peer errors)."""

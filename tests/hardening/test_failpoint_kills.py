@@ -45,7 +45,7 @@ def recover_and_check(run: DurabilityRun, victim: int) -> dict[int, dict[str, An
     verdict = run.verdict()
     assert verdict["linearizable"] == "OK", verdict
     assert verdict["valid"], verdict["problems"]
-    values = run._final["values"] if run._final else {}
+    values = run.read_values
     run.stop_all()
     for peer in run.cluster.ids:
         assert run.stored_values(peer) == values, f"peer {peer}'s store disagrees with the reads"
@@ -53,19 +53,22 @@ def recover_and_check(run: DurabilityRun, victim: int) -> dict[int, dict[str, An
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("point", ["snapshot.persist.before", "snapshot.persist.after"])
-def test_leader_killed_while_persisting_its_snapshot(point: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize("role, point", [("leader", "snapshot.persist.before"),
+                                         ("leader", "snapshot.persist.after"),
+                                         ("follower", "snapshot.persist.before")])
+def test_peer_killed_while_persisting_its_snapshot(role: str, point: str, tmp_path: Any) -> None:
     run = DurabilityRun(tmp_path / "run", 3, maxraftstate=4 << 10, seed=11)
     try:
         leader = run.start_all()
-        assert run.state(leader)["snapshot_index"] == 0
-        run.arm(leader, f"{point}=kill")
+        victim = leader if role == "leader" else next(p for p in run.cluster.ids if p != leader)
+        assert run.state(victim)["snapshot_index"] == 0
+        run.arm(victim, f"{point}=kill")
         codes: list[int | None] = []
-        # The writes push the Raft state past maxraftstate: the leader snapshots and dies.
-        run.burst(2.0, during=lambda: codes.append(run.wait_exit(leader, 10.0)))
-        assert_killed_at(run, leader, point, codes[0])
-        states = recover_and_check(run, leader)
-        assert states[leader]["snapshot_index"] > 0
+        # The writes push the Raft state past maxraftstate: the victim snapshots and dies.
+        run.burst(2.0, during=lambda: codes.append(run.wait_exit(victim, 10.0)))
+        assert_killed_at(run, victim, point, codes[0])
+        states = recover_and_check(run, victim)
+        assert states[victim]["snapshot_index"] > 0
     finally:
         run.stop_all()
 

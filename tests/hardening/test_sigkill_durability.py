@@ -80,7 +80,7 @@ def test_acknowledged_writes_survive_sigkill_rounds(nodes: int, tmp_path: Path) 
                 f"{'all present' if report['ok'] else 'VIOLATION'}", log)
             assert report["ok"], f"round {round_number}: {report}"
         states = run.wait_caught_up()
-        values = run._final["values"] if run._final else {}
+        values = run.read_values
         verdict = run.verdict()
         say(f"{nodes} peers: {ROUNDS} rounds, {kills} kills survived, {acknowledged} acknowledged "
             f"writes all present; linearizable {verdict['linearizable']} "
