@@ -33,6 +33,18 @@ def assert_killed_at(run: DurabilityRun, peer: int, point: str, code: int | None
     assert f"ruaft failpoint {point}: SIGKILL pid {run.cluster.processes[peer].pid}" in run.output(peer)
 
 
+def heal_under_load_until_killed(run: DurabilityRun, victim: int, point: str) -> None:
+    """Heal every partition while clients write, and check `victim` dies at `point`."""
+    codes: list[int | None] = []
+
+    def heal_and_wait() -> None:
+        assert run.cluster.heal() == []
+        codes.append(run.wait_exit(victim, 10.0))
+
+    run.burst(1.0, during=heal_and_wait)
+    assert_killed_at(run, victim, point, codes[0])
+
+
 def recover_and_check(run: DurabilityRun, victim: int) -> dict[int, dict[str, Any]]:
     """Restart `victim` without the failpoint, load the healed cluster once more, and check
     everything the module docstring lists; returns the caught-up peer states."""
@@ -98,14 +110,7 @@ def kill_follower_receiving_snapshot(run: DurabilityRun, point: str, action: str
         else:
             run.burst(0.5, servers=majority)
     run.arm(follower, f"{point}={action}")
-    codes: list[int | None] = []
-
-    def heal_and_wait() -> None:
-        assert run.cluster.heal() == []
-        codes.append(run.wait_exit(follower, 10.0))
-
-    run.burst(1.0, during=heal_and_wait)
-    assert_killed_at(run, follower, point, codes[0])
+    heal_under_load_until_killed(run, follower, point)
     states = recover_and_check(run, follower)
     assert states[follower]["snapshot_index"] > behind
 
@@ -157,14 +162,7 @@ def test_old_leader_killed_while_truncating_its_log(point: str, tmp_path: Any) -
         while max(run.state(p)["commit_index"] for p in majority) <= isolated["last_index"]:
             assert time.monotonic() < deadline, "the majority never committed past the old leader"
             run.burst(0.5, servers=majority)
-        codes: list[int | None] = []
-
-        def heal_and_wait() -> None:
-            assert run.cluster.heal() == []
-            codes.append(run.wait_exit(old, 10.0))
-
-        run.burst(1.0, during=heal_and_wait)
-        assert_killed_at(run, old, point, codes[0])
+        heal_under_load_until_killed(run, old, point)
         recover_and_check(run, old)
     finally:
         run.stop_all()
