@@ -79,7 +79,8 @@ class LocalCluster:
         self.spec = dataclasses.replace(spec, path=spec.path.resolve())
         self.dir = self.spec.path.parent  # type: ignore[union-attr]
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
-        """The peers this object started, by id (their exit codes: `Popen.wait`)."""
+        """The last process this object started for each peer id. `Popen.wait` gives its exit
+        status (-9 after SIGKILL) unless `stop` has reaped it already."""
 
     @classmethod
     def open(cls, data_dir: Path) -> "LocalCluster":
