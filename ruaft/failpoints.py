@@ -155,4 +155,7 @@ def maybe_trigger_on_save(stage: str, rd: Ready) -> None:
         maybe_trigger(f"{source}.persist.{stage}")
 
 
-configure(os.environ.get(ENV_VAR, ""))
+try:
+    configure(os.environ.get(ENV_VAR, ""))
+except ValueError as _exc:
+    raise ValueError(f"{ENV_VAR}: {_exc}") from None

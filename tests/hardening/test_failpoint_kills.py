@@ -25,6 +25,7 @@ import pytest
 
 from ruaft import failpoints
 from tests.hardening.kv_durability import DurabilityRun
+from transport_zmq.rpc import RpcClient, RpcError
 
 
 def assert_killed_at(run: DurabilityRun, peer: int, point: str, code: int | None) -> None:
@@ -74,6 +75,13 @@ def test_peer_killed_while_persisting_its_snapshot(role: str, point: str, tmp_pa
         leader = run.start_all()
         victim = leader if role == "leader" else next(p for p in run.cluster.ids if p != leader)
         assert run.state(victim)["snapshot_index"] == 0
+        control = RpcClient(run.cluster.spec.peer(victim).control_address)
+        try:
+            with pytest.raises(RpcError, match="unknown failpoint 'nowhere'") as refused:
+                control.call("set_failpoint", timeout=2.0, spec="nowhere=kill")
+            assert refused.value.kind == "bad_request"
+        finally:
+            control.close()
         run.arm(victim, f"{point}=kill")
         codes: list[int | None] = []
         # The writes push the Raft state past maxraftstate: the victim snapshots and dies.
@@ -176,6 +184,11 @@ def test_failpoint_specs_are_checked() -> None:
         with pytest.raises(ValueError):
             failpoints.parse(bad)
     assert not failpoints.armed  # nothing is armed in a normal process
+    env = dict(os.environ, RUAFT_FAILPOINTS="log.truncate.before=sometimes")
+    done = subprocess.run([sys.executable, "-c", "import ruaft.failpoints"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "ValueError: RUAFT_FAILPOINTS: failpoint log.truncate.before: unknown action" in done.stderr
 
 
 def test_environment_armed_failpoint_kills_at_its_nth_hit() -> None:
