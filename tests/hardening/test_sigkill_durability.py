@@ -10,8 +10,8 @@ in an order consistent with the history). At the end the whole history must be l
 rebuild exactly the values read.
 
 Each round prints one line: round, killed peers, operations and acknowledged writes, recovery
-time (from the kill until every peer has rejoined and applied the leader's log). Wall time:
-~2–3 min per cluster size on an idle 2-core machine. `RUAFT_SIGKILL_ROUNDS` changes the
+time (from the kill until every peer has rejoined and applied the leader's log). Wall time
+on this 2-core machine: 45–70 s per cluster size. `RUAFT_SIGKILL_ROUNDS` changes the
 number of rounds (e.g. 300 for a soak), `RUAFT_SIGKILL_SEED` the kill schedule and the load.
 """
 
