@@ -39,7 +39,8 @@ def heal_under_load_until_killed(run: DurabilityRun, victim: int, point: str) ->
     codes: list[int | None] = []
 
     def heal_and_wait() -> None:
-        assert run.cluster.heal() == []
+        # The victim may die before its answer to the heal leaves it: then it is "missed".
+        assert set(run.cluster.heal()) <= {victim}
         codes.append(run.wait_exit(victim, 10.0))
 
     run.burst(1.0, during=heal_and_wait)
