@@ -167,8 +167,10 @@ class KVClient:
             except RpcError as exc:
                 if exc.kind in ("bad_request", "too_large", "malformed"):
                     raise BadRequestError(exc.message) from exc
+                # Not the leader, or ("unavailable") stopping or out of disk space: nothing
+                # was done, so try the hinted leader or the next peer.
                 hint = None
-                if exc.kind == "wrong_leader":
+                if exc.kind in ("wrong_leader", "unavailable"):
                     hint = self._hint(exc)
                 if hint is not None and hint in reachable and hint != server:
                     self._leader = hint

@@ -155,6 +155,14 @@ class KVServer:
         return _error("wrong_leader", f"peer {self.me} is not the leader",
                       leader_hint=self.raft.status().leader_id)
 
+    def _storage_unavailable(self, problem: str) -> dict[str, Any]:
+        """A definite refusal while this peer's disk is full: it could not make the write
+        durable, so it does not propose it (the client tries another peer)."""
+        self.counters["storage_full"] = self.counters.get("storage_full", 0) + 1
+        return _error("unavailable", f"peer {self.me} cannot accept writes: disk full "
+                      f"({problem})",
+                      leader_hint=self.raft.status().leader_id)
+
     def _handle_write(self, identity: bytes, request_id: int, op: str,
                       request: Mapping[str, Any]) -> dict[str, Any] | None:
         key = self._validate_key(request)
@@ -170,6 +178,9 @@ class KVServer:
         if len(value.encode()) > MAX_VALUE_BYTES:
             self.counters["bad_requests"] += 1
             return _error("too_large", f"value longer than {MAX_VALUE_BYTES} bytes")
+        problem = self.raft.storage_problem
+        if problem is not None:
+            return self._storage_unavailable(problem)
         command = KVCommand(client_id, seq, op, key, value)
         with self._lock:
             if self._sm.is_duplicate(client_id, seq):
