@@ -117,7 +117,8 @@ class KVServer:
         self.clients = RpcServer(config.client_address, self._handle_client, name="kv")
         self.control = (
             ControlEndpoint(config.control_address, self.raft, self.transport, self.faults,
-                            stats=lambda: {"kv": dict(self.counters)})
+                            stats=lambda: {"kv": dict(self.counters),
+                                           "clients": dict(self.clients.counters)})
             if config.control_address else None
         )
 

@@ -66,7 +66,10 @@ class ControlEndpoint:
             rules = request.get("rules")
             if not isinstance(rules, dict):
                 return {"ok": False, "error_kind": "bad_request", "error": "rules must be a map"}
-            self._faults.apply(rules)
+            try:
+                self._faults.apply(rules)
+            except (ValueError, TypeError) as exc:  # refused as a whole: nothing changed
+                return {"ok": False, "error_kind": "bad_request", "error": str(exc)[:200]}
             return {"ok": True}
         if op == "log_size":
             return {"ok": True, "bytes": self._raft.status().state_bytes}
