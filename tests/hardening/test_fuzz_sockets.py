@@ -52,10 +52,19 @@ from tests.hardening.client_load import ClientLoad
 from tests.kv.generic import check_history
 from transport_zmq.codec import MAX_UINT, WIRE_VERSION, DecodeError, RaftCodec
 from transport_zmq.rpc import MAX_REQUEST_BYTES
+from transport_zmq.transport import free_tcp_ports, peer_identity
 
 TARGET = 0
 """The fuzzed peer (whatever its role)."""
 N = 3
+"""Peer processes."""
+PHANTOM = 3
+"""A fourth member of the cluster configuration that no process runs: the fuzzer speaks as
+it (identity b"peer-3") to show that well-formed messages from a member are processed, not
+rejected -- but only with stale terms: a member is trusted, and a current or future term
+from it would legitimately depose the leader. With 4 members a majority is 3, so all three
+peer processes take part in every election and commit."""
+MEMBERS = N + 1
 _EXAMPLES = int(os.environ.get("RUAFT_FUZZ_EXAMPLES", "0")) or None
 FUZZ = settings(
     deadline=None,
@@ -72,6 +81,18 @@ frames_fuzzed: Counter[str] = Counter()
 # ============================================================================ the live cluster
 
 
+class PhantomMemberCluster(KVCluster):
+    """A KV cluster of N processes whose configuration names one more member, `PHANTOM`,
+    at `phantom_address` (where the fuzzer listens for what the peers send it)."""
+
+    def __init__(self, *args: Any, phantom_address: str, **options: Any):
+        self.phantom_address = phantom_address
+        super().__init__(*args, **options)
+
+    def peer_args(self, i: int) -> list[str]:
+        return super().peer_args(i) + ["--peer", f"{PHANTOM}={self.phantom_address}"]
+
+
 @dataclass
 class Live:
     cfg: KVCluster
@@ -80,14 +101,19 @@ class Live:
     sockets: dict[str, zmq.Socket] = field(default_factory=dict)  # type: ignore[type-arg]
     pids: dict[int, int] = field(default_factory=dict)
     out_dir: Path = Path(".")
+    phantom_inbox: zmq.Socket | None = None  # type: ignore[type-arg]
+    """The ROUTER at the phantom member's address: what the peers send to PHANTOM."""
 
     def socket(self, door: str) -> zmq.Socket:  # type: ignore[type-arg]
         sock = self.sockets.get(door)
         if sock is None:
-            address = {"raft": self.cfg.addresses, "client": self.cfg.client_addresses,
+            address = {"raft": self.cfg.addresses, "phantom": self.cfg.addresses,
+                       "client": self.cfg.client_addresses,
                        "control": self.cfg.control_addresses}[door][TARGET]
             sock = self.context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            if door == "phantom":
+                sock.setsockopt(zmq.IDENTITY, peer_identity(PHANTOM))
             sock.setsockopt(zmq.SNDTIMEO, 10_000)
             sock.setsockopt(zmq.SNDHWM, 100_000)
             sock.connect(address)
@@ -111,15 +137,22 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     out_dir = tmp_path_factory.mktemp("fuzz")
-    cfg = KVCluster(N, base_dir=out_dir / "cluster", seed=23)
     context = zmq.Context()
+    inbox = context.socket(zmq.ROUTER)
+    inbox.setsockopt(zmq.LINGER, 0)
+    inbox.setsockopt(zmq.RCVHWM, 0)
+    phantom_address = f"tcp://127.0.0.1:{free_tcp_ports(1)[0]}"
+    inbox.bind(phantom_address)
+    sockets: dict[str, zmq.Socket] = {"inbox": inbox}  # type: ignore[type-arg]
+    cfg: PhantomMemberCluster | None = None
     load = None
-    sockets: dict[str, zmq.Socket] = {}  # type: ignore[type-arg]
     try:
+        cfg = PhantomMemberCluster(N, base_dir=out_dir / "cluster", seed=23,
+                                   phantom_address=phantom_address)
         cfg.wait_ready()
         load = ClientLoad(cfg, clients=3, keys=5, seed=5, prefix="load-")
         assert load.wait_acknowledged(20, timeout=20), "the client load did not get going"
-        yield Live(cfg, load, context, sockets, out_dir=out_dir,
+        yield Live(cfg, load, context, sockets, out_dir=out_dir, phantom_inbox=inbox,
                    pids={i: p.pid for i, p in cfg.peers.items() if p is not None})
     finally:
         if load is not None:
@@ -127,7 +160,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         for sock in sockets.values():
             sock.close(linger=0)
         context.term()
-        cfg.cleanup(check=True)
+        if cfg is not None:
+            cfg.cleanup(check=True)
 
 
 # ============================================================================ Raft frames
@@ -141,16 +175,18 @@ terms = st.one_of(
 
 
 @st.composite
-def raft_messages(draw: st.DrawFn) -> Message:
+def raft_messages(draw: st.DrawFn, term_strategy: st.SearchStrategy[int] = terms,
+                  sender: int | None = None) -> Message:
     """A well-formed message of any kind, to or from any peer (stale and far-future terms
-    included): the codec accepts it."""
-    frm, to = draw(st.permutations(range(N)))[:2]
-    if draw(st.booleans()):
+    included): the codec accepts it. With `sender`, from `sender` to TARGET."""
+    frm, to = draw(st.permutations(range(MEMBERS)))[:2]
+    if sender is not None:
+        frm, to = sender, TARGET
+    elif draw(st.booleans()):
         to = TARGET
-        frm = draw(st.sampled_from([p for p in range(N) if p != TARGET]))
-    term = draw(terms)
+        frm = draw(st.sampled_from([p for p in range(MEMBERS) if p != TARGET]))
+    term = draw(term_strategy)
     kind = draw(st.sampled_from(list(MessageKind)))
-    peer_or_none = st.sampled_from([-1, *range(N)])
     if kind is MessageKind.REQUEST_VOTE:
         return RequestVote(frm, to, term, draw(uints), draw(uints), pre_vote=draw(st.booleans()),
                            leadership_transfer=draw(st.booleans()))
@@ -177,7 +213,6 @@ def raft_messages(draw: st.DrawFn) -> Message:
         return InstallSnapshotResponse(frm, to, term, draw(uints), draw(uints),
                                        done=draw(st.booleans()), match_index=draw(uints))
     assert kind is MessageKind.TIMEOUT_NOW
-    del peer_or_none
     return TimeoutNow(frm, to, term)
 
 
@@ -224,7 +259,7 @@ def huge_length(draw: st.DrawFn, prefix: bytes = b"") -> bytes:
 @st.composite
 def raft_frames(draw: st.DrawFn, cluster_id: str) -> tuple[str, list[bytes]]:
     """(category, ZeroMQ message parts) for the Raft door."""
-    codec = RaftCodec(cluster_id, range(N), max_frame_bytes=64 << 20)
+    codec = RaftCodec(cluster_id, range(MEMBERS), max_frame_bytes=64 << 20)
     category = draw(st.sampled_from([
         "random_bytes", "mutated", "wrong_type", "huge_length", "unknown_kind", "valid_odd_term",
         "unknown_sender", "wrong_cluster", "multipart", "empty",
@@ -253,7 +288,7 @@ def raft_frames(draw: st.DrawFn, cluster_id: str) -> tuple[str, list[bytes]]:
     if category == "valid_odd_term":
         return category, [frame]
     if category == "unknown_sender":
-        fields[3] = draw(st.one_of(st.integers(N, 2**63 - 1), st.integers(-(2**63), -1)))
+        fields[3] = draw(st.one_of(st.integers(MEMBERS, 2**63 - 1), st.integers(-(2**63), -1)))
         return category, [pack(fields)]
     if category == "wrong_cluster":
         fields[1] = draw(st.one_of(st.text(max_size=20).filter(lambda t: t != cluster_id),
@@ -306,7 +341,7 @@ def wait_counts(read: Callable[[], Counter[str]], before: Counter[str], expected
 
 
 def test_fuzz_raft_door(live: Live) -> None:
-    codec = RaftCodec(live.cfg.cluster_id, range(N), max_frame_bytes=64 << 20)
+    codec = RaftCodec(live.cfg.cluster_id, range(MEMBERS), max_frame_bytes=64 << 20)
     sock = live.socket("raft")
     expected: Counter[str] = Counter()
     categories: Counter[str] = Counter()
@@ -336,6 +371,63 @@ def test_fuzz_raft_door(live: Live) -> None:
     assert expected["receive_drops/sender_mismatch"] > 0  # well-formed frames were sent too
     live.assert_alive()
     assert live.load.acknowledged > acked_before, "the client load stalled during the fuzzing"
+
+
+def test_stale_messages_from_a_member_are_processed(live: Live) -> None:
+    """Well-formed messages with stale terms from a configured member reach Raft: the
+    transport rejects none of them, the core counts each as `stale-term`, and answers those
+    that call for an answer (AppendEntries, InstallSnapshot, pre-votes) with its term."""
+    codec = RaftCodec(live.cfg.cluster_id, range(MEMBERS), max_frame_bytes=64 << 20)
+    state = live.cfg._call(TARGET, "get_state")
+    assert state is not None and state["term"] >= 1
+    term = state["term"]
+    sock = live.socket("phantom")
+    inbox = live.phantom_inbox
+    assert inbox is not None
+    before = live.stats()
+    sent: Counter[str] = Counter()
+    answers: Counter[str] = Counter()
+
+    def drain(wait_ms: int = 0) -> None:
+        while inbox.poll(wait_ms):
+            identity, frame = inbox.recv_multipart()
+            wait_ms = 0
+            message = codec.decode(frame)
+            if message.from_peer == TARGET and isinstance(
+                    message, (AppendEntriesResponse, RequestVoteResponse)):
+                assert message.term >= term and not getattr(message, "vote_granted", False)
+                answers[type(message).__name__] += 1
+
+    @settings(FUZZ, max_examples=_EXAMPLES or 400)
+    @given(raft_messages(st.integers(0, term - 1), sender=PHANTOM))
+    def fuzz(message: Message) -> None:
+        sock.send(codec.encode(message))
+        sent[type(message).__name__] += 1
+        if isinstance(message, (AppendEntries, InstallSnapshot)):
+            sent["answer due: AppendEntriesResponse"] += 1
+        elif isinstance(message, RequestVote) and message.pre_vote:
+            sent["answer due: RequestVoteResponse"] += 1
+        frames_fuzzed["raft (as a member)"] += 1
+        drain()
+
+    fuzz()
+    due = Counter({k.removeprefix("answer due: "): v for k, v in sent.items()
+                   if k.startswith("answer due: ")})
+    deadline = time.monotonic() + 10
+    while answers != due and time.monotonic() < deadline:
+        drain(100)
+    total = sum(v for k, v in sent.items() if not k.startswith("answer due"))
+    after = live.stats()
+    rejected = delta(raft_counts(after), raft_counts(before))
+    delivered = rejected.pop("delivered", 0)
+    stale = after["dropped"].get("stale-term", 0) - before["dropped"].get("stale-term", 0)
+    print(f"\nas member {PHANTOM} (term < {term}): sent {dict(sorted(sent.items()))}; "
+          f"answers {dict(answers)}; core stale-term +{stale}; delivered +{delivered}")
+    assert rejected == Counter(), f"the transport rejected well-formed member frames: {rejected}"
+    assert delivered >= total
+    assert stale >= total, f"the core counted {stale} stale messages of {total} sent"
+    assert answers == due, f"answers {dict(answers)} != due {dict(due)}"
+    live.assert_alive()
 
 
 # ============================================================================ client / control
