@@ -416,11 +416,16 @@ def test_stale_messages_from_a_member_are_processed(live: Live) -> None:
     deadline = time.monotonic() + 10
     while answers != due and time.monotonic() < deadline:
         drain(100)
+    deadline = time.monotonic() + 10
     total = sum(v for k, v in sent.items() if not k.startswith("answer due"))
-    after = live.stats()
+    while True:  # the last frames may still be on their way through the event loop
+        after = live.stats()
+        stale = after["dropped"].get("stale-term", 0) - before["dropped"].get("stale-term", 0)
+        if stale >= total or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     rejected = delta(raft_counts(after), raft_counts(before))
     delivered = rejected.pop("delivered", 0)
-    stale = after["dropped"].get("stale-term", 0) - before["dropped"].get("stale-term", 0)
     print(f"\nas member {PHANTOM} (term < {term}): sent {dict(sorted(sent.items()))}; "
           f"answers {dict(answers)}; core stale-term +{stale}; delivered +{delivered}")
     assert rejected == Counter(), f"the transport rejected well-formed member frames: {rejected}"
