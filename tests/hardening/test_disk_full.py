@@ -211,7 +211,8 @@ def test_full_disk_on_one_peer(tmp_path: Path, role: str) -> None:
     """One peer's disk fills while clients write: it refuses writes with a definite
     disk-full error, the other two keep acknowledging writes, and when the filler is deleted
     it resumes, catches up, and its store holds every acknowledged write; the history is
-    linearizable. As leader, the full peer hands leadership off at once."""
+    linearizable. As leader, the full peer hands leadership off at once. As follower, it is
+    also SIGKILLed while full: its store opens cleanly and it restarts on the full disk."""
     base = tmp_path / "cluster"
     with mounted_tmpfs(base / f"peer-{FULL_PEER}", TMPFS_BYTES) as mount:
         cfg = KVCluster(3, base_dir=base, seed=17)
@@ -254,6 +255,27 @@ def test_full_disk_on_one_peer(tmp_path: Path, role: str) -> None:
             assert stats is not None and stats["kv"]["storage_full"] >= 1
             during = load.acknowledged - acked_at_fill
             print(f"{during} writes acknowledged while full; leader is now {leader}")
+
+            if role == "follower":
+                # SIGKILLed while paused on the full disk: the store still opens and
+                # validates, and the peer restarts on the full disk and pauses again.
+                cfg.crash1(FULL_PEER)
+                LmdbStorage(mount / "raft", cluster_id=cfg.cluster_id).close()
+                cfg.start1(FULL_PEER)
+                cfg.wait_ready()
+                cfg.connect(FULL_PEER)
+                restarted_at = time.monotonic()
+                refusal = None
+                while time.monotonic() - restarted_at < 20:
+                    probe += 1
+                    refusal = write_refusal(cfg.client_addresses[FULL_PEER], probe)
+                    if refusal is not None and refusal.kind == "unavailable":
+                        break
+                    time.sleep(0.05)
+                assert refusal is not None and refusal.kind == "unavailable", (
+                    f"the peer restarted on a full disk did not pause: {refusal}")
+                assert load.wait_acknowledged(load.acknowledged + 20, timeout=20)
+                print("restarted on the full disk: paused again, cluster still serving")
 
             filler.unlink()
             emptied_at = time.monotonic()
