@@ -40,6 +40,10 @@ ZAP_ENDPOINT: Final = "inproc://zeromq.zap.01"
 LOG_INTERVAL: Final = 10.0
 """Seconds between two log lines about the same refused key (or endpoint) on one socket."""
 _MAX_LOG_MEMORY: Final = 1024
+# A failed handshake is a refusal: a plain-text client (mechanism mismatch, or — when the
+# client notices the mismatch first and hangs up — a handshake that breaks off: NO_DETAIL),
+# or a CURVE handshake that does not decrypt (wrong server key, garbage). These events come
+# only before a connection is admitted; a client leaving later is not one.
 _HANDSHAKE_EVENTS: Final = int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 _MONITOR_STOPPED: Final = int(zmq.EVENT_MONITOR_STOPPED)
 _KEY_CHARS: Final = 40  # Z85 text of a 32-byte CURVE key
@@ -300,7 +304,8 @@ class CurveAuthenticator:
         if value == int(zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH):
             why = "the client did not use CURVE (plain-text or another mechanism)"
         elif event["event"] == int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-            why = f"the handshake broke off ({os.strerror(value) if value < 4096 else value})"
+            why = (f"the handshake broke off ({os.strerror(value) if value < 4096 else value}; "
+                   "e.g. a plain-text client hanging up)")
         else:
             why = f"a broken CURVE handshake (ZeroMQ protocol error {value:#x})"
         with self._lock:
