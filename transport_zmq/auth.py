@@ -147,7 +147,7 @@ def secure_client(socket: zmq.Socket[Any], pair: CurveKeyPair, server_key: bytes
 
 
 def _new_counters() -> dict[str, int]:
-    return {"accepted": 0, "refused_key": 0, "refused_handshake": 0}
+    return {"accepted": 0, "refused_key": 0, "refused_handshake": 0, "refused_identity": 0}
 
 
 class CurveAuthenticator:
@@ -204,14 +204,22 @@ class CurveAuthenticator:
     def stats(self) -> dict[str, dict[str, int]]:
         """Per socket name: ``accepted`` (handshakes with a known key), ``refused_key``
         (a CURVE client with a key this socket does not accept), ``refused_handshake``
-        (no or a broken CURVE handshake, e.g. a plain-text client)."""
+        (no or a broken CURVE handshake, e.g. a plain-text client), ``refused_identity``
+        (admitted key, but messages under another peer's identity; counted by the transport)."""
         with self._lock:
             return {name: dict(c) for name, c in self._counters.items()}
+
+    def count(self, name: str, counter: str) -> None:
+        """Count one refusal decided by the socket's owner (e.g. ``refused_identity``:
+        a peer's key used under another peer's identity)."""
+        with self._lock:
+            counters = self._counters.setdefault(name, _new_counters())
+            counters[counter] = counters.get(counter, 0) + 1
 
     def refused(self) -> int:
         """All refusals on all sockets."""
         with self._lock:
-            return sum(c["refused_key"] + c["refused_handshake"] for c in self._counters.values())
+            return sum(n for c in self._counters.values() for k, n in c.items() if k != "accepted")
 
     def close(self) -> None:
         """Stop the handler thread (after this, CURVE handshakes on this context fail)."""

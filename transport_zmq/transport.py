@@ -41,8 +41,11 @@ Socket options, and why
 * CURVE (only with `curve`): the ROUTER is a CURVE server that admits only the cluster's
   peer public keys (checked by the `CurveAuthenticator`, which counts and logs refusals);
   each DEALER is a CURVE client presenting this peer's key pair and expecting the target
-  peer's public key, so it never talks to an impostor either. Without keys none of this is
-  set up and the frames take exactly the un-keyed path.
+  peer's public key, so it never talks to an impostor either. The key also pins the sender:
+  the ZAP handler names each admitted connection after its key (``User-Id`` "peer-N"), and
+  a frame whose socket identity is not that name (peer 2's key claiming to be peer 1) is
+  dropped as ``sender_mismatch`` and counted as ``refused_identity`` on the "raft" socket.
+  Without keys none of this is set up and the frames take exactly the un-keyed path.
 
 Threading: `send`, `poll` and `close` must be called from one thread (the runtime's event
 loop); ZeroMQ sockets are not thread-safe. `wakeup` and `stats` may be called from any thread.
@@ -286,6 +289,7 @@ class ZmqTransport:
         self._delayed: list[tuple[float, int, PeerId, int, bytes]] = []
         self._tiebreak = itertools.count()
         self._peer_of_identity = {peer_identity(p): p for p in addresses}
+        self._curve = curve
 
         self._router: zmq.Socket[Any] | None = None
         self._dealers: dict[PeerId, zmq.Socket[Any]] = {}
@@ -459,6 +463,8 @@ class ZmqTransport:
         router = self._router
         assert router is not None
         recv = router.recv
+        # Keyed: the identity frame is checked against the key that opened its connection.
+        recv_identity = self._recv_keyed_identity if self._curve is not None else recv
         getsockopt = router.getsockopt
         decode = self.codec.decode
         faults = self.faults
@@ -472,7 +478,7 @@ class ZmqTransport:
             if nbytes >= max_bytes:
                 break
             try:
-                identity = recv(_NOBLOCK)
+                identity = recv_identity(_NOBLOCK)
             except zmq.Again:
                 break
             # ZeroMQ delivers multi-part messages atomically and a ROUTER prepends the
@@ -520,6 +526,25 @@ class ZmqTransport:
             out.append(msg)
         self._frames_received += received
         self._delivered += len(out) - before
+
+    def _recv_keyed_identity(self, flags: int) -> bytes:
+        """Receive an identity frame on the keyed ROUTER; if the connection's key belongs to
+        another peer than the identity claims, return an identity no peer has (the frame is
+        then dropped as ``sender_mismatch``), count and log it."""
+        assert self._router is not None and self._curve is not None
+        frame = self._router.recv(flags, copy=False)
+        identity = frame.bytes
+        try:
+            user = frame.get("User-Id")
+        except zmq.ZMQError:
+            user = None
+        if user is not None and user.encode() == identity:
+            return identity
+        self._curve.authenticator.count("raft", "refused_identity")
+        self._log_once(identity, "key_mismatch",
+                       "dropping frames from %r: its connection presented the key of %s",
+                       identity[:32], user)
+        return b"\0key-of-" + (user or "?").encode()
 
     def _log_once(self, sender: object, problem: str, fmt: str, *args: object) -> None:
         """Log a dropped message once per (sender, problem): a misbehaving peer must not flood

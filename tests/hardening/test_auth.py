@@ -3,8 +3,9 @@
 A keyed production cluster (3 peers, keys, no control endpoint) serves keyed clients, and
 refuses — with no reply, a counter in the peer's `status` and a line in its ``peer.log`` —
 a plain-text client, a client with an unknown key, and a rogue "peer" that speaks the Raft
-protocol with a RequestVote of a much higher term (with a fresh key, a client's key, or the
-key of a peer of another keyed cluster): the cluster's term does not move. As a control
+protocol with a RequestVote of a much higher term (with a fresh key, a client's key, the
+key of a peer of another keyed cluster, or peer 2's genuine key while claiming to be peer 1):
+the cluster's term does not move. As a control
 that the rogue's frames are real, the same frames sent with a genuine peer key DO move the
 term (last test of the module). A 1-peer keyed playground refuses non-operators on its
 control socket; a 1-peer un-keyed playground drops another cluster's Raft frames
@@ -223,26 +224,35 @@ def other_clusters_peer_key(tmp: Path) -> tuple[str, CurveKeyPair]:
     return spec.cluster_id, pair
 
 
-@pytest.mark.parametrize("rogue", ["fresh key", "a client's key", "another cluster's peer"])
+@pytest.mark.parametrize("rogue", ["fresh key", "a client's key", "another cluster's peer",
+                                   "peer 2's key posing as peer 1"])
 def test_rogue_peer_cannot_change_the_term(production: LocalCluster, rogue: str,
                                            tmp_path: Path) -> None:
     spec = production.spec
     cluster_id = spec.cluster_id
+    counter = "refused_key"
     if rogue == "fresh key":
         pair = generate_key_pair()
     elif rogue == "a client's key":
         pair = spec.user_key_pair("client")  # known on the client port, not on the Raft port
-        assert pair is not None
-    else:
+    elif rogue == "another cluster's peer":
         cluster_id, pair = other_clusters_peer_key(tmp_path)
+    else:
+        pair = spec.peer_key_pair(2)  # admitted, but it is not peer 1's key
+        counter = "refused_identity"
+    assert pair is not None
     terms_before = terms(production)
-    before = refusals(production, 0, "raft")["refused_key"]
+    before = refusals(production, 0, "raft")[counter]
     send_vote_requests(spec.peers[0].raft_address, pair, spec.peer_public_keys()[0], cluster_id,
                        production.ids, claimed=1, target=0, term=max(terms_before.values()) + 100,
-                       until=lambda: refusals(production, 0, "raft")["refused_key"] > before)
-    assert refusals(production, 0, "raft")["refused_key"] > before, "the rogue was not refused"
-    wait_logged(production, 0, "refused CURVE key " + re.escape(pair.public.decode())
-                + " on the raft socket")
+                       until=lambda: refusals(production, 0, "raft")[counter] > before)
+    assert refusals(production, 0, "raft")[counter] > before, "the rogue was not refused"
+    if counter == "refused_key":
+        wait_logged(production, 0, "refused CURVE key " + re.escape(pair.public.decode())
+                    + " on the raft socket")
+    else:
+        wait_logged(production, 0, "dropping frames from b'peer-1': its connection presented "
+                                   "the key of peer-2")
     assert terms(production) == terms_before, "a refused rogue changed a peer's term"
 
 
