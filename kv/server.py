@@ -125,7 +125,12 @@ class KVServer:
                 **{key: f"client-{i}" for i, key in enumerate(sorted(config.client_keys))},
                 **operators})
             control_curve = CurveServer(self.authenticator, config.key_pair, operators)
-        storage = LmdbStorage(config.data_dir / "raft", cluster_id=config.cluster_id)
+        try:
+            storage = LmdbStorage(config.data_dir / "raft", cluster_id=config.cluster_id)
+        except BaseException:
+            if self.authenticator is not None:
+                self.authenticator.close()
+            raise
         try:
             codec = RaftCodec(config.cluster_id, config.raft_addresses.keys(), max_frame_bytes=64 << 20)
             self.transport = ZmqTransport(config.me, config.raft_addresses, codec=codec,

@@ -253,7 +253,7 @@ class CurveAuthenticator:
                         while self._wake_recv.poll(0):
                             self._wake_recv.recv()
                     else:
-                        if self._on_monitor_event(monitors[sock], sock):
+                        if self._maybe_monitor_event(monitors[sock], sock):
                             poller.unregister(sock)
                             del monitors[sock]
                             sock.close(0)
@@ -275,10 +275,20 @@ class CurveAuthenticator:
     def _answer_zap(self) -> None:
         # RFC 27 request: version, request id, domain, address, identity, mechanism, creds…
         request = self._zap.recv_multipart()
+        request_id = request[1] if len(request) > 1 else b""
+        try:
+            reply = self._decide(request)
+        except Exception:  # never leave the REP socket (and every handshake) stuck
+            self._log.exception("auth: could not judge a ZAP request; refusing it")
+            reply = [b"1.0", request_id, b"500", b"internal error", b"", b""]
+        self._zap.send_multipart(reply)
+
+    def _decide(self, request: list[bytes]) -> list[bytes]:
+        """The ZAP reply to `request`: 200 with the key's name for an admitted key, 400
+        (counted, logged) for any other."""
         version, request_id = (request + [b"", b""])[:2]
         if len(request) < 6 or version != b"1.0":
-            self._zap.send_multipart([b"1.0", request_id, b"500", b"bad ZAP request", b"", b""])
-            return
+            return [b"1.0", request_id, b"500", b"bad ZAP request", b"", b""]
         domain = request[2].decode("utf-8", "replace")
         address = request[3].decode("utf-8", "replace")
         mechanism = request[5]
@@ -292,18 +302,21 @@ class CurveAuthenticator:
                 counters["refused_key"] += 1
                 total = counters["refused_key"]
         if who is not None:
-            self._zap.send_multipart([b"1.0", request_id, b"200", b"OK", who.encode(), b""])
-            return
-        self._zap.send_multipart([b"1.0", request_id, b"400", b"unknown key", b"", b""])
+            return [b"1.0", request_id, b"200", b"OK", who.encode(), b""]
         if self._should_log(domain, key or mechanism):
             self._log.warning(
                 "auth: refused %s key %s on the %s socket from %s (not a key this socket "
                 "accepts; %d refused there so far)", mechanism.decode("ascii", "replace"),
                 key.decode() if key else "-", domain, address, total)
+        return [b"1.0", request_id, b"400", b"unknown key", b"", b""]
 
-    def _on_monitor_event(self, name: str, monitor: zmq.Socket[Any]) -> bool:
-        """Count a failed handshake; True when the monitored socket has closed."""
-        event = parse_monitor_message(monitor.recv_multipart())
+    def _maybe_monitor_event(self, name: str, monitor: zmq.Socket[Any]) -> bool:
+        """Count a failed handshake, if that is the event; True when the monitored socket
+        has closed."""
+        try:
+            event = parse_monitor_message(monitor.recv_multipart())
+        except (ValueError, IndexError, TypeError):  # pragma: no cover - libzmq sends these
+            return False
         if event["event"] == _MONITOR_STOPPED:
             return True
         endpoint = event["endpoint"]
