@@ -34,8 +34,6 @@ from typing import Any, Mapping
 from ruaft import CommandApplied, NotLeaderError, Raft, RaftStoppedError, RuntimeConfig, SnapshotApplied
 from ruaft.logsetup import configure_peer_logging
 from ruaft.storage import LmdbStorage
-import zmq
-
 from transport_zmq.auth import CurveAuthenticator, CurveKeyPair, CurveServer
 from transport_zmq.codec import RaftCodec
 from transport_zmq.control import ControlEndpoint
@@ -117,7 +115,7 @@ class KVServer:
             peer_keys = dict(config.peer_keys or {})
             if not set(config.raft_addresses) <= set(peer_keys):
                 raise ValueError("key_pair needs peer_keys with every peer's public key")
-            self.authenticator = CurveAuthenticator(zmq.Context(), logging.getLogger("ruaft.auth"))
+            self.authenticator = CurveAuthenticator(logger=logging.getLogger("ruaft.auth"))
             raft_curve = CurveServer(self.authenticator, config.key_pair,
                                      {key: f"peer-{p}" for p, key in peer_keys.items()})
             operators = {key: f"operator-{i}" for i, key in enumerate(sorted(config.operator_keys))}

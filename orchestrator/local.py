@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import psutil
 
 from kv.clusterfile import CLUSTER_FILE_NAME, AuthSpec, ClusterSpec, PeerSpec, load
-from transport_zmq.auth import generate_key_pair, write_key_pair
+from transport_zmq.auth import CurveKeyPair, generate_key_pair, write_key_pair
 from transport_zmq.rpc import RpcClient, RpcError
 from transport_zmq.transport import free_tcp_ports
 
@@ -119,7 +119,7 @@ class LocalCluster:
         self.dir = self.spec.path.parent  # type: ignore[union-attr]
         # Keyed: the operator's pair opens the control port (and the client port for status).
         # Read lazily, so commands that need no connection work without the key file.
-        self._operator_pair: Any = None
+        self._operator_pair: CurveKeyPair | None = None
 
     @classmethod
     def open(cls, data_dir: Path) -> "LocalCluster":

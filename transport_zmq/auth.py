@@ -153,13 +153,16 @@ def _new_counters() -> dict[str, int]:
 class CurveAuthenticator:
     """The ZAP handler of one ZeroMQ `context`, with an allow list per socket name.
 
-    `secure_server(socket, name, ...)` must be called before the socket binds. Threading:
-    `secure_server`, `stats` and `close` may be called from any thread; the handler runs on
-    its own daemon thread. Raises zmq.ZMQError if the context already has a ZAP handler.
+    `secure_server(socket, name, ...)` must be called before the socket binds. `context`:
+    by default a new one, which the secured sockets must then be made in (`RpcServer` and
+    `ZmqTransport` do so when given a `CurveServer`). Threading: `secure_server`, `stats`
+    and `close` may be called from any thread; the handler runs on its own daemon thread.
+    Raises zmq.ZMQError if the context already has a ZAP handler.
     """
 
-    def __init__(self, context: zmq.Context[Any], logger: logging.Logger | None = None):
-        self.context = context
+    def __init__(self, context: zmq.Context[Any] | None = None,
+                 logger: logging.Logger | None = None):
+        self.context: zmq.Context[Any] = context if context is not None else zmq.Context()
         self._log = logger if logger is not None else logging.getLogger("ruaft.auth")
         self._lock = threading.Lock()
         self._allowed: dict[str, dict[bytes, str]] = {}
@@ -168,14 +171,14 @@ class CurveAuthenticator:
         self._new_monitors: list[tuple[str, zmq.Socket[Any]]] = []
         self._last_logged: dict[tuple[str, bytes], float] = {}
         self._stop = threading.Event()
-        self._zap = context.socket(zmq.REP)
+        self._zap = self.context.socket(zmq.REP)
         self._zap.setsockopt(zmq.LINGER, 0)
         self._zap.bind(ZAP_ENDPOINT)
         # The thread's wake-up: a PAIR pair, so new monitors and close() reach the poller.
         self._wake_address = f"inproc://ruaft-auth-wake-{id(self)}"
-        self._wake_recv = context.socket(zmq.PAIR)
+        self._wake_recv = self.context.socket(zmq.PAIR)
         self._wake_recv.bind(self._wake_address)
-        self._wake_send = context.socket(zmq.PAIR)
+        self._wake_send = self.context.socket(zmq.PAIR)
         self._wake_send.setsockopt(zmq.LINGER, 0)
         self._wake_send.connect(self._wake_address)
         self._thread = threading.Thread(target=self._run, name="curve-auth", daemon=True)
@@ -319,8 +322,9 @@ class CurveAuthenticator:
             return False
         if event["event"] == _MONITOR_STOPPED:
             return True
-        endpoint = event["endpoint"]
-        endpoint = endpoint.decode("utf-8", "replace") if isinstance(endpoint, bytes) else str(endpoint)
+        raw_endpoint = event["endpoint"]
+        endpoint = (raw_endpoint.decode("utf-8", "replace") if isinstance(raw_endpoint, bytes)
+                    else str(raw_endpoint))
         value = int(event["value"])
         if value == int(zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH):
             why = "the client did not use CURVE (plain-text or another mechanism)"

@@ -535,7 +535,7 @@ class ZmqTransport:
         frame = self._router.recv(flags, copy=False)
         identity = frame.bytes
         try:
-            user = frame.get("User-Id")
+            user = str(frame.get("User-Id"))
         except zmq.ZMQError:
             user = None
         if user is not None and user.encode() == identity:
