@@ -83,8 +83,11 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluste
 
 
 def status(cluster: LocalCluster, peer_id: int) -> dict[str, Any]:
-    reply = cluster.client_status(peer_id, timeout=2.0)
-    assert reply is not None, f"peer {peer_id} did not answer the operator's status request"
+    """Peer `peer_id`'s KV `status`, asked with the operator's key (retried: a peer busy
+    catching up on a loaded machine may miss one 2-second attempt)."""
+    reply: dict[str, Any] = wait_for(lambda: cluster.client_status(peer_id, timeout=2.0),
+                                     f"peer {peer_id} to answer the operator's status request",
+                                     timeout=20.0)
     return reply
 
 
