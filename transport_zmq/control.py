@@ -11,6 +11,7 @@ import os
 from typing import Any, Callable, Mapping
 
 from ruaft import Raft
+from transport_zmq.auth import CurveServer
 from transport_zmq.faults import FaultInjector
 from transport_zmq.rpc import RpcServer
 from transport_zmq.transport import ZmqTransport
@@ -20,7 +21,8 @@ ExtraOp = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 class ControlEndpoint:
     """Serves `ping`, `get_state`, `stats`, `set_faults`, `log_size`, `snapshot_size`, plus
-    the program's `extra` operations, on an `RpcServer` bound at `address`."""
+    the program's `extra` operations, on an `RpcServer` bound at `address`. With `curve`
+    (whose allow list should hold the operators' keys only) it admits only those keys."""
 
     def __init__(
         self,
@@ -30,13 +32,14 @@ class ControlEndpoint:
         faults: FaultInjector | None,
         extra: Mapping[str, ExtraOp] | None = None,
         stats: Callable[[], dict[str, Any]] | None = None,
+        curve: CurveServer | None = None,
     ):
         self._raft = raft
         self._transport = transport
         self._faults = faults
         self._extra = dict(extra or {})
         self._extra_stats = stats
-        self.server = RpcServer(address, self._handle, name="control")
+        self.server = RpcServer(address, self._handle, name="control", curve=curve)
 
     def _handle(self, identity: bytes, request: Mapping[str, Any]) -> dict[str, Any]:
         op = request["op"]
