@@ -14,6 +14,15 @@ Outcomes:
   applied. (A later call is a new request with a new sequence number.)
 
 A client has at most one outstanding request; use one client per concurrent caller.
+
+A keyed cluster (CURVE) admits only known client keys: pass this client's `key_pair` and the
+servers' public keys, e.g. from the cluster file::
+
+    spec = kv.clusterfile.load("ruaft-data")
+    client = KVClient(spec.client_addresses(), key_pair=spec.user_key_pair("client"),
+                      server_keys=spec.server_keys())
+
+A server that does not accept the key never answers: the call ends as if no server were up.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from transport_zmq.auth import CurveKeyPair
 from transport_zmq.rpc import RpcClient, RpcError
 
 
@@ -68,6 +78,8 @@ class KVClient:
     `stop`: when this event is set, a call in progress gives up at its next retry point
     (within about `attempt_timeout`) exactly as if its deadline had passed — so a caller
     can retry forever (`timeout=None`) and still end its calls on demand.
+    `key_pair` and `server_keys` (`server_keys[i]`: peer i's public key): connect with CURVE;
+    both or neither (ValueError otherwise).
     """
 
     def __init__(
@@ -79,9 +91,17 @@ class KVClient:
         attempt_timeout: float = 1.0,
         faults: ClientFaults | None = None,
         stop: threading.Event | None = None,
+        key_pair: CurveKeyPair | None = None,
+        server_keys: Sequence[bytes] | None = None,
     ):
         if not servers:
             raise ValueError("a KV client needs at least one server address")
+        if (key_pair is None) != (server_keys is None):
+            raise ValueError("a keyed client needs both key_pair and server_keys")
+        if server_keys is not None and len(server_keys) != len(servers):
+            raise ValueError(f"{len(server_keys)} server_keys for {len(servers)} servers")
+        self.key_pair = key_pair
+        self.server_keys = list(server_keys) if server_keys is not None else None
         self.servers = list(servers)
         self.client_id = client_id or uuid.uuid4().hex
         self.timeout = timeout
@@ -134,7 +154,9 @@ class KVClient:
     def _client(self, server: int) -> RpcClient:
         rpc = self._rpc.get(server)
         if rpc is None:
-            rpc = self._rpc[server] = RpcClient(self.servers[server])
+            rpc = self._rpc[server] = RpcClient(
+                self.servers[server], curve=self.key_pair,
+                server_key=self.server_keys[server] if self.server_keys is not None else None)
         return rpc
 
     def _call(self, request: dict[str, Any], is_write: bool) -> dict[str, Any]:
@@ -167,8 +189,10 @@ class KVClient:
             except RpcError as exc:
                 if exc.kind in ("bad_request", "too_large", "malformed"):
                     raise BadRequestError(exc.message) from exc
+                # Not the leader, or ("unavailable") stopping or out of disk space: nothing
+                # was done, so try the hinted leader or the next peer.
                 hint = None
-                if exc.kind == "wrong_leader":
+                if exc.kind in ("wrong_leader", "unavailable"):
                     hint = self._hint(exc)
                 if hint is not None and hint in reachable and hint != server:
                     self._leader = hint

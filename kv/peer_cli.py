@@ -2,7 +2,10 @@
 
 This is how a cluster spans several machines: copy the same cluster file to each host and
 start each peer there. The peer binds the file's `raft_bind`/`client_bind` addresses and
-serves the control endpoint only if the file gives it a `control_address`.
+serves the control endpoint only if the file gives it a `control_address`. If the file has
+keys (format 2 "auth"), the peer reads its secret key file and admits only the file's keys:
+peers on the Raft port, clients and operators on the client port, operators on the control
+port.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ def config_from_file(cluster: str, peer_id: int) -> KVServerConfig:
     # The transport binds addresses[me] and connects to everyone else's advertised address.
     raft_addresses = {p.id: p.raft_address for p in spec.peers}
     raft_addresses[me.id] = me.raft_bind
+    auth = spec.auth
     return KVServerConfig(
         me=me.id, raft_addresses=raft_addresses, client_address=me.client_bind,
         data_dir=spec.data_dir(me.id), cluster_id=spec.cluster_id,
         max_raft_state=spec.maxraftstate, control_address=me.control_address,
         tick_seconds=spec.tick_ms / 1000.0,
+        key_pair=spec.peer_key_pair(me.id),
+        peer_keys=spec.peer_public_keys() or None,
+        client_keys=frozenset(k.encode() for k in auth.client_keys) if auth else frozenset(),
+        operator_keys=frozenset(k.encode() for k in auth.operator_keys) if auth else frozenset(),
     )
 
 

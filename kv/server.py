@@ -34,6 +34,7 @@ from typing import Any, Mapping
 from ruaft import CommandApplied, NotLeaderError, Raft, RaftStoppedError, RuntimeConfig, SnapshotApplied
 from ruaft.logsetup import configure_peer_logging
 from ruaft.storage import LmdbStorage
+from transport_zmq.auth import CurveAuthenticator, CurveKeyPair, CurveServer
 from transport_zmq.codec import RaftCodec
 from transport_zmq.control import ControlEndpoint
 from transport_zmq.faults import FaultInjector
@@ -73,6 +74,14 @@ class KVServerConfig:
     initial_faults: Mapping[str, Any] | None = None
     tick_seconds: float = 0.01
     seed: int | None = None
+    key_pair: CurveKeyPair | None = None
+    """This peer's CURVE key pair: with it, every socket admits only known keys."""
+    peer_keys: Mapping[int, bytes] | None = None
+    """Every peer's public key (required with `key_pair`)."""
+    client_keys: frozenset[bytes] = frozenset()
+    """Public keys admitted on the client port (with `key_pair`)."""
+    operator_keys: frozenset[bytes] = frozenset()
+    """Public keys admitted on the control port, and on the client port too."""
 
 
 def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -98,13 +107,37 @@ class KVServer:
         self.faults = FaultInjector(seed=config.seed) if test_mode else None
         if self.faults is not None and config.initial_faults:
             self.faults.apply(config.initial_faults)
-        storage = LmdbStorage(config.data_dir / "raft", cluster_id=config.cluster_id)
+        # Keys: one ZeroMQ context for all this peer's sockets, whose ZAP handler checks
+        # every connecting key. Without keys nothing of this exists (no thread, no ZAP).
+        self.authenticator: CurveAuthenticator | None = None
+        raft_curve = client_curve = control_curve = None
+        if config.key_pair is not None:
+            peer_keys = dict(config.peer_keys or {})
+            if not set(config.raft_addresses) <= set(peer_keys):
+                raise ValueError("key_pair needs peer_keys with every peer's public key")
+            self.authenticator = CurveAuthenticator(logger=logging.getLogger("ruaft.auth"))
+            raft_curve = CurveServer(self.authenticator, config.key_pair,
+                                     {key: f"peer-{p}" for p, key in peer_keys.items()})
+            operators = {key: f"operator-{i}" for i, key in enumerate(sorted(config.operator_keys))}
+            client_curve = CurveServer(self.authenticator, config.key_pair, {
+                **{key: f"client-{i}" for i, key in enumerate(sorted(config.client_keys))},
+                **operators})
+            control_curve = CurveServer(self.authenticator, config.key_pair, operators)
+        try:
+            storage = LmdbStorage(config.data_dir / "raft", cluster_id=config.cluster_id)
+        except BaseException:
+            if self.authenticator is not None:
+                self.authenticator.close()
+            raise
         try:
             codec = RaftCodec(config.cluster_id, config.raft_addresses.keys(), max_frame_bytes=64 << 20)
             self.transport = ZmqTransport(config.me, config.raft_addresses, codec=codec,
-                                          faults=self.faults)
+                                          faults=self.faults, curve=raft_curve,
+                                          peer_keys=config.peer_keys)
         except BaseException:
             storage.close()
+            if self.authenticator is not None:
+                self.authenticator.close()
             raise
         runtime = RuntimeConfig(tick_seconds=config.tick_seconds,
                                 max_raft_state=config.max_raft_state, seed=config.seed)
@@ -114,12 +147,27 @@ class KVServer:
         self.raft = Raft(sorted(config.raft_addresses), config.me, storage, self._apply,
                          self._snapshot_requested, runtime, transport=self.transport)
         self._raft_assigned.set()
-        self.clients = RpcServer(config.client_address, self._handle_client, name="kv")
+        self.clients = RpcServer(config.client_address, self._handle_client, name="kv",
+                                 curve=client_curve)
         self.control = (
             ControlEndpoint(config.control_address, self.raft, self.transport, self.faults,
-                            stats=lambda: {"kv": dict(self.counters)})
+                            stats=lambda: {"kv": dict(self.counters),
+                                           "clients": dict(self.clients.counters),
+                                           "auth": self.auth_stats()},
+                            curve=control_curve)
             if config.control_address else None
         )
+        if config.control_address is None:
+            log.info("peer %d: control endpoint disabled (production start)", self.me)
+        if self.authenticator is not None:
+            log.info("peer %d: CURVE authentication on: %d peer, %d client, %d operator keys",
+                     self.me, len(config.peer_keys or {}), len(config.client_keys),
+                     len(config.operator_keys))
+
+    def auth_stats(self) -> dict[str, dict[str, int]] | None:
+        """Per listening socket ("raft", "kv" for clients, "control"): connections accepted and
+        refused (by key, by handshake); None without keys."""
+        return self.authenticator.stats() if self.authenticator is not None else None
 
     # ================================================================ client requests
 
@@ -136,7 +184,7 @@ class KVServer:
                     "leader_id": status.leader_id, "commit_index": status.commit_index,
                     "applied_index": status.applied_index, "last_index": status.last_index,
                     "snapshot_index": status.snapshot_index, "state_bytes": status.state_bytes,
-                    "pid": os.getpid()}
+                    "pid": os.getpid(), "auth": self.auth_stats()}
         self.counters["bad_requests"] += 1
         return _error("bad_request", f"unknown op {op!r}")
 
@@ -155,6 +203,14 @@ class KVServer:
         return _error("wrong_leader", f"peer {self.me} is not the leader",
                       leader_hint=self.raft.status().leader_id)
 
+    def _storage_unavailable(self, problem: str) -> dict[str, Any]:
+        """A definite refusal while this peer's disk is full: it could not make the write
+        durable, so it does not propose it (the client tries another peer)."""
+        self.counters["storage_full"] = self.counters.get("storage_full", 0) + 1
+        return _error("unavailable", f"peer {self.me} cannot accept writes: disk full "
+                      f"({problem})",
+                      leader_hint=self.raft.status().leader_id)
+
     def _handle_write(self, identity: bytes, request_id: int, op: str,
                       request: Mapping[str, Any]) -> dict[str, Any] | None:
         key = self._validate_key(request)
@@ -170,6 +226,9 @@ class KVServer:
         if len(value.encode()) > MAX_VALUE_BYTES:
             self.counters["bad_requests"] += 1
             return _error("too_large", f"value longer than {MAX_VALUE_BYTES} bytes")
+        problem = self.raft.storage_problem
+        if problem is not None:
+            return self._storage_unavailable(problem)
         command = KVCommand(client_id, seq, op, key, value)
         with self._lock:
             if self._sm.is_duplicate(client_id, seq):
@@ -283,6 +342,8 @@ class KVServer:
             self.control.close()
         self.clients.close()
         self.raft.kill()
+        if self.authenticator is not None:
+            self.authenticator.close()
 
 
 def parse_peers(specs: list[str]) -> dict[int, str]:
@@ -299,6 +360,13 @@ def run_server(config: KVServerConfig, verbose: bool = False) -> int:
     """Run a KV peer until SIGTERM/SIGINT; returns the process exit status."""
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     configure_peer_logging(config.data_dir / "peer.log", verbose)
+    loose = config.data_dir.stat().st_mode & 0o077
+    if loose:
+        # The store and the log are the cluster's data: owner-only, like the umask-proof
+        # mode the folder is created with.
+        os.chmod(config.data_dir, 0o700)
+        log.warning("peer %d: data dir %s was open to others (mode %o); made it 0700",
+                    config.me, config.data_dir, 0o700 | loose)
     error_file = config.data_dir / "peer-error.txt"
     try:
         server = KVServer(config)

@@ -2,6 +2,10 @@
 
 Every command takes `--data-dir DIR` (default `./ruaft-data`), the folder holding the
 cluster file and the peers' data; stay in one folder and you never type it.
+
+`up` starts a playground (control endpoint on: partition/heal work; no keys). `up --secure`
+adds CURVE keys; `up --production` has keys and no control endpoint. `keys` adds (or
+replaces) the keys of an existing, stopped cluster.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import List, Optional
 import typer
 
 from kv.clusterfile import CLUSTER_FILE_NAME, ClusterFileError
-from orchestrator.local import LocalCluster, PeerStatus, new_spec
+from orchestrator.local import KEYS_DIR, LocalCluster, PeerStatus, add_keys, new_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -37,6 +41,12 @@ def open_cluster(data_dir: Path) -> LocalCluster:
         return LocalCluster.open(data_dir)
     except ClusterFileError as exc:
         raise fail(str(exc), 2)
+
+
+def need_control(cluster: LocalCluster, command: str) -> None:
+    if not cluster.has_control:
+        raise fail(f"{command}: the control endpoint is off in this cluster (a production start); "
+                   "fault injection needs a playground from `ruaft-cluster up`", 2)
 
 
 def check_peer(cluster: LocalCluster, peer_id: int) -> None:
@@ -71,20 +81,36 @@ def up(
                                      help="Raft state bytes before a snapshot"),
     foreground: bool = typer.Option(False, "--foreground", help="live status; Ctrl-C stops all"),
     timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for a leader"),
+    secure: bool = typer.Option(False, "--secure",
+                                help="new cluster with CURVE keys (every port admits known keys only)"),
+    production: bool = typer.Option(False, "--production",
+                                    help="new cluster with keys and NO control endpoint "
+                                         "(no partition/heal)"),
 ) -> None:
     """Start a cluster (or restart the stopped peers of an existing one) and wait for a leader."""
     cluster_file = data_dir / CLUSTER_FILE_NAME
     if cluster_file.exists():
         cluster = open_cluster(data_dir)
+        if (secure or production) and not cluster.spec.keyed:
+            raise fail(f"the cluster in {data_dir} exists without keys; --secure/--production "
+                       "only shape a new cluster (add keys with `ruaft-cluster keys`)", 2)
+        if production and cluster.has_control:
+            raise fail(f"the cluster in {data_dir} exists with a control endpoint; "
+                       "--production only shapes a new cluster", 2)
         typer.echo(f"restarting stopped peers of the cluster in {data_dir}")
     else:
         try:
-            spec = new_spec(n, data_dir, host, base_port, maxraftstate)
-        except ValueError as exc:
+            spec = new_spec(n, data_dir, host, base_port, maxraftstate, control=not production)
+            if secure or production:
+                spec.write(cluster_file)  # creates the folder, owner-only, before the keys
+                spec = add_keys(spec)
+        except (ValueError, OSError) as exc:
             raise fail(str(exc), 2)
         spec.write(cluster_file)
         cluster = LocalCluster(spec)
-        typer.echo(f"new {n}-peer cluster in {data_dir}")
+        kind = ("production (keys, no control endpoint)" if production
+                else "keyed playground" if secure else "playground")
+        typer.echo(f"new {n}-peer {kind} cluster in {data_dir}")
     for peer_id in cluster.ids:
         cluster.start(peer_id)
     leader = cluster.wait_leader(timeout)
@@ -93,6 +119,8 @@ def up(
         raise fail(f"no leader elected within {timeout:.0f}s; see {data_dir}/peer-*/peer.log")
     typer.echo(f"\nleader: peer {leader}. Try:\n  ruaft-kv --cluster {data_dir} put hello world\n"
                f"  ruaft-kv --cluster {data_dir} get hello")
+    if cluster.spec.keyed:
+        typer.echo(f"(keyed: secret keys in {data_dir}/{KEYS_DIR}/, readable by you only)")
     if foreground:
         watch(cluster)
 
@@ -110,6 +138,31 @@ def watch(cluster: LocalCluster) -> None:
         for peer_id in cluster.ids:
             cluster.stop(peer_id)
         typer.echo("stopped.")
+
+
+@app.command()
+def keys(
+    data_dir: Path = DATA_DIR_OPTION,
+    clients: int = typer.Option(1, "--clients", min=1, max=1000, help="client key pairs to make"),
+    replace: bool = typer.Option(False, "--replace", help="replace the keys the cluster already has"),
+) -> None:
+    """Generate CURVE key pairs for a stopped cluster: one per peer, client(s) and an
+    operator, into DATA_DIR/keys (0700, files 0600), and record the public keys in the
+    cluster file. From the next start every port admits only these keys."""
+    cluster = open_cluster(data_dir)
+    running = [peer_id for peer_id in cluster.ids if cluster.pid(peer_id) is not None]
+    if running:
+        raise fail(f"peers {running} are running; stop the cluster first (`ruaft-cluster down`)", 2)
+    if cluster.spec.keyed and not replace:
+        raise fail(f"the cluster in {data_dir} already has keys (--replace makes new ones)", 2)
+    try:
+        spec = add_keys(cluster.spec, clients)
+        assert spec.path is not None
+        spec.write(spec.path)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc), 2)
+    typer.echo(f"keys for {len(spec.peers)} peers, {clients} client(s) and an operator in "
+               f"{data_dir}/{KEYS_DIR}; public keys recorded in {spec.path}")
 
 
 @app.command()
@@ -172,6 +225,7 @@ def partition(
 ) -> None:
     """Cut the network so that peers talk only within their group."""
     cluster = open_cluster(data_dir)
+    need_control(cluster, "partition")
     try:
         missed = cluster.partition(parse_groups(groups))
     except ValueError as exc:
@@ -184,7 +238,9 @@ def partition(
 @app.command()
 def heal(data_dir: Path = DATA_DIR_OPTION) -> None:
     """Restore every link."""
-    missed = open_cluster(data_dir).heal()
+    cluster = open_cluster(data_dir)
+    need_control(cluster, "heal")
+    missed = cluster.heal()
     typer.echo("healed" + (f" (peers {missed} are not running)" if missed else ""))
 
 
@@ -286,4 +342,8 @@ def bench(ctx: typer.Context) -> None:
 
 
 def run() -> None:
-    app()
+    try:
+        app()
+    except ClusterFileError as exc:  # e.g. an unreadable operator key, met mid-command
+        typer.echo(f"ruaft-cluster: {exc}", err=True)
+        sys.exit(2)

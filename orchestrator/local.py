@@ -3,6 +3,10 @@
 Unlike the test harness (`orchestrator.cluster`), these peers outlive the command that
 started them: each runs in its own session, and its pid is kept in `peer-N/pid` in the data
 dir, so a later `ruaft-cluster status`, `kill`, `restart` or `down` finds it again.
+
+Two kinds of start: the playground (control endpoint on, for partition/heal; optionally
+keyed) and production (`control=False`: no control endpoint, always keyed). Everything binds
+the given host, 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any, Mapping, Sequence
 
 import psutil
 
-from kv.clusterfile import CLUSTER_FILE_NAME, ClusterSpec, PeerSpec, load
+from kv.clusterfile import CLUSTER_FILE_NAME, AuthSpec, ClusterSpec, PeerSpec, load
+from transport_zmq.auth import CurveKeyPair, generate_key_pair, write_key_pair
 from transport_zmq.rpc import RpcClient, RpcError
 from transport_zmq.transport import free_tcp_ports
 
 PID_FILE = "pid"
+KEYS_DIR = "keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +51,10 @@ class PeerStatus:
 
 
 def new_spec(n: int, data_dir: Path, host: str = "127.0.0.1", base_port: int | None = None,
-             maxraftstate: int | None = 1 << 20) -> ClusterSpec:
+             maxraftstate: int | None = 1 << 20, control: bool = True) -> ClusterSpec:
     """A fresh cluster description: raft, client and control ports per peer (consecutive
-    from `base_port`: raft P+i, client P+100+i, control P+200+i; free ports otherwise)."""
+    from `base_port`: raft P+i, client P+100+i, control P+200+i; free ports otherwise).
+    `control=False`: no control endpoint (production)."""
     if n < 1:
         raise ValueError("a cluster needs at least one peer")
     if base_port is not None:
@@ -55,18 +62,50 @@ def new_spec(n: int, data_dir: Path, host: str = "127.0.0.1", base_port: int | N
             raise ValueError(f"--base-port must leave room for 3×{n} ports below 65536")
         raft = [base_port + i for i in range(n)]
         client = [base_port + 100 + i for i in range(n)]
-        control = [base_port + 200 + i for i in range(n)]
+        control_ports = [base_port + 200 + i for i in range(n)]
     else:
         ports = free_tcp_ports(3 * n)
-        raft, client, control = ports[:n], ports[n:2 * n], ports[2 * n:]
+        raft, client, control_ports = ports[:n], ports[n:2 * n], ports[2 * n:]
     peers = tuple(
         PeerSpec(id=i, raft_address=f"tcp://{host}:{raft[i]}", raft_bind=f"tcp://{host}:{raft[i]}",
                  client_address=f"tcp://{host}:{client[i]}", client_bind=f"tcp://{host}:{client[i]}",
-                 control_address=f"tcp://{host}:{control[i]}", data_dir=f"peer-{i}")
+                 control_address=f"tcp://{host}:{control_ports[i]}" if control else None,
+                 data_dir=f"peer-{i}")
         for i in range(n)
     )
     return ClusterSpec(cluster_id=secrets.token_hex(8), peers=peers, maxraftstate=maxraftstate,
                        path=data_dir / CLUSTER_FILE_NAME)
+
+
+def add_keys(spec: ClusterSpec, clients: int = 1) -> ClusterSpec:
+    """Generate CURVE key pairs for `spec` — one per peer, `clients` client pairs and one
+    operator pair — into ``keys/`` beside the cluster file (folder 0700, files 0600), and
+    return the spec with their public keys and key file paths (the caller writes it).
+    Existing key files there are replaced: every peer must then be restarted."""
+    if spec.path is None:
+        raise ValueError("keys need a cluster file path")
+    if clients < 1:
+        raise ValueError("a keyed cluster needs at least one client key")
+    keys_dir = spec.path.parent / KEYS_DIR
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(keys_dir, 0o700)
+
+    def new_pair(name: str, what: str) -> tuple[str, str]:
+        pair = generate_key_pair()
+        write_key_pair(keys_dir / f"{name}.key_secret", pair, what)
+        return pair.public.decode(), f"{KEYS_DIR}/{name}.key_secret"
+
+    peers = []
+    for peer in spec.peers:
+        public, path = new_pair(f"peer-{peer.id}", f"Ruaft peer {peer.id} of {spec.cluster_id}")
+        peers.append(dataclasses.replace(peer, public_key=public, secret_key_file=path))
+    client_keys = [new_pair(f"client-{i}", f"Ruaft client {i} of {spec.cluster_id}")[0]
+                   for i in range(clients)]
+    client_file = f"{KEYS_DIR}/client-0.key_secret"  # what `ruaft-kv` uses on this host
+    operator_key, operator_file = new_pair("operator", f"Ruaft operator of {spec.cluster_id}")
+    auth = AuthSpec(client_keys=tuple(client_keys), operator_keys=(operator_key,),
+                    client_key_file=client_file, operator_key_file=operator_file)
+    return dataclasses.replace(spec, peers=tuple(peers), auth=auth)
 
 
 class LocalCluster:
@@ -81,6 +120,9 @@ class LocalCluster:
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         """The last process this object started for each peer id. `Popen.wait` gives its exit
         status (-9 after SIGKILL) unless `stop` has reaped it already."""
+        # Keyed: the operator's pair opens the control port (and the client port for status).
+        # Read lazily, so commands that need no connection work without the key file.
+        self._operator_pair: CurveKeyPair | None = None
 
     @classmethod
     def open(cls, data_dir: Path) -> "LocalCluster":
@@ -89,6 +131,21 @@ class LocalCluster:
     @property
     def ids(self) -> list[int]:
         return [p.id for p in self.spec.peers]
+
+    @property
+    def has_control(self) -> bool:
+        """Whether the peers serve the control endpoint (a playground, not production)."""
+        return all(p.control_address is not None for p in self.spec.peers)
+
+    def _rpc(self, address: str, peer_id: int) -> RpcClient:
+        """A client to one of peer `peer_id`'s ports, with the operator's key if keyed.
+        Raises ClusterFileError if the operator key file cannot be read."""
+        if not self.spec.keyed:
+            return RpcClient(address)
+        if self._operator_pair is None:
+            self._operator_pair = self.spec.user_key_pair("operator")
+        return RpcClient(address, curve=self._operator_pair,
+                         server_key=self.spec.peer_public_keys()[peer_id])
 
     # ---------------------------------------------------------------------------- processes
 
@@ -164,9 +221,20 @@ class LocalCluster:
         address = self.spec.peer(peer_id).control_address
         if address is None:
             return None
-        client = RpcClient(address)
+        client = self._rpc(address, peer_id)
         try:
             return client.call(op, timeout=timeout, **fields)
+        except (TimeoutError, RpcError):
+            return None
+        finally:
+            client.close()
+
+    def client_status(self, peer_id: int, timeout: float = 1.0) -> dict[str, Any] | None:
+        """The KV `status` op on the peer's client port (role, term, indexes, refusal
+        counters); None if silent. The way to ask a peer without a control endpoint."""
+        client = self._rpc(self.spec.peer(peer_id).client_address, peer_id)
+        try:
+            return client.call("status", timeout=timeout)
         except (TimeoutError, RpcError):
             return None
         finally:
@@ -176,7 +244,12 @@ class LocalCluster:
         rows = []
         for peer in self.spec.peers:
             pid = self.pid(peer.id)
-            state = self.control(peer.id, "get_state") if pid is not None else None
+            if pid is None:
+                state = None
+            elif peer.control_address is not None:
+                state = self.control(peer.id, "get_state")
+            else:
+                state = self.client_status(peer.id)
             rows.append(PeerStatus(
                 id=peer.id, pid=pid, alive=pid is not None,
                 role=state["role"] if state else None,

@@ -31,7 +31,9 @@ import msgpack
 
 from ruaft import failpoints
 from ruaft.core.raft import RaftCore
-from ruaft.core.types import AppendEntries, Config, Entry, InstallSnapshot, PeerId, Ready, Role
+from ruaft.core.types import (
+    AppendEntries, Config, Entry, InstallSnapshot, PeerId, Ready, Role, TimeoutNow,
+)
 from ruaft.logsetup import PeerLogger
 from ruaft.storage.base import Storage, StorageFullError
 from ruaft.transport import Transport
@@ -470,9 +472,11 @@ class Raft:
             try:
                 self._storage.save(rd.hard_state, rd.entries, rd.snapshot)
             except StorageFullError as exc:
-                if self.storage_problem is None:
-                    self._log.error("cannot persist, pausing until space returns: %s", exc)
+                first = self.storage_problem is None
                 self.storage_problem = str(exc)
+                if first:
+                    self._log.error("cannot persist, pausing until space returns: %s", exc)
+                    self._maybe_hand_off_stalled_leadership()
                 if self._stopping.wait(STORAGE_RETRY_SECONDS):
                     return False
                 continue
@@ -480,6 +484,28 @@ class Raft:
                 self._log.info("storage writable again; resuming")
                 self.storage_problem = None
             return True
+
+    def _maybe_hand_off_stalled_leadership(self) -> None:
+        """Called on the event loop when a leader's write first finds the disk full. While it
+        waits for space the loop sends no heartbeats, so the cluster would otherwise wait an
+        election timeout for a new leader. Instead, ask the follower with the most of the log
+        to campaign now (TimeoutNow, thesis §3.10), and stop taking proposals (the core's
+        transfer state). TimeoutNow only starts an election early, which is always safe: the
+        vote rules decide who wins. It goes out directly because the pending Ready cannot be
+        finished; a follower that lacks entries simply loses that election, and the usual
+        timeout follows."""
+        with self._lock:
+            core = self._core
+            if core.role is not Role.LEADER or self._durable_term_vote[0] != core.term:
+                return
+            followers = [p for p in core.peers if p != self.me]
+            if not followers:
+                return
+            target = max(followers, key=core.match_index)
+            core.transfer_leadership(target)
+            message = TimeoutNow(self.me, target, core.term)
+        self._log.warning("disk full: asking peer %d to take over leadership", target)
+        self._transport.send([message])
 
     def _maybe_request_snapshot(self) -> None:
         limit = self.config.max_raft_state

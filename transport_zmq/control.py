@@ -11,6 +11,7 @@ import os
 from typing import Any, Callable, Mapping
 
 from ruaft import Raft, failpoints
+from transport_zmq.auth import CurveServer
 from transport_zmq.faults import FaultInjector
 from transport_zmq.rpc import RpcServer
 from transport_zmq.transport import ZmqTransport
@@ -22,7 +23,8 @@ class ControlEndpoint:
     """Serves `ping`, `get_state`, `stats`, `set_faults`, `set_failpoint`, `log_size`,
     `snapshot_size`, plus the program's `extra` operations, on an `RpcServer` bound at
     `address`. `set_failpoint` takes `spec` (`ruaft.failpoints` syntax, e.g.
-    "log.truncate.before=kill") and answers the armed failpoints."""
+    "log.truncate.before=kill") and answers the armed failpoints. With `curve` (whose allow
+    list should hold the operators' keys only) it admits only those keys."""
 
     def __init__(
         self,
@@ -32,13 +34,14 @@ class ControlEndpoint:
         faults: FaultInjector | None,
         extra: Mapping[str, ExtraOp] | None = None,
         stats: Callable[[], dict[str, Any]] | None = None,
+        curve: CurveServer | None = None,
     ):
         self._raft = raft
         self._transport = transport
         self._faults = faults
         self._extra = dict(extra or {})
         self._extra_stats = stats
-        self.server = RpcServer(address, self._handle, name="control")
+        self.server = RpcServer(address, self._handle, name="control", curve=curve)
 
     def _handle(self, identity: bytes, request: Mapping[str, Any]) -> dict[str, Any]:
         op = request["op"]
@@ -68,7 +71,10 @@ class ControlEndpoint:
             rules = request.get("rules")
             if not isinstance(rules, dict):
                 return {"ok": False, "error_kind": "bad_request", "error": "rules must be a map"}
-            self._faults.apply(rules)
+            try:
+                self._faults.apply(rules)
+            except (ValueError, TypeError) as exc:  # refused as a whole: nothing changed
+                return {"ok": False, "error_kind": "bad_request", "error": str(exc)[:200]}
             return {"ok": True}
         if op == "set_failpoint":
             spec = request.get("spec")

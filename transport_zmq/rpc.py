@@ -8,6 +8,11 @@ how a KV server answers only once a command is applied.
 Bad frames (not msgpack, not a map, no id/op, oversized) are counted, logged once per
 sender, and answered with a definite `malformed` error when an id can be recovered; they
 never raise into the server loop.
+
+With keys (`curve`), an `RpcServer` is a CURVE server that admits only the listed client
+public keys (transport_zmq.auth); an `RpcClient` given a key pair and the server's public
+key is the matching CURVE client. A refused client gets no reply at all (the handshake
+fails before any request is read); the authenticator counts and logs it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any, Callable, Mapping
 
 import msgpack
 import zmq
+
+from .auth import CurveKeyPair, CurveServer, secure_client
 
 Handler = Callable[[bytes, Mapping[str, Any]], "dict[str, Any] | None"]
 """Called with (client identity, request); returns the reply fields, or None to answer
@@ -45,7 +52,8 @@ class RpcServer:
     """A ROUTER bound at `address`, served by one thread calling `handler` per request.
 
     Threading: `handler` runs on the server thread; `reply` may be called from any thread.
-    `close()` stops the thread and closes the socket.
+    `close()` stops the thread and closes the socket. With `curve`, the socket is a CURVE
+    server named `name` in the authenticator's stats, made in the authenticator's context.
     """
 
     def __init__(
@@ -57,7 +65,12 @@ class RpcServer:
         logger: logging.Logger | None = None,
         context: zmq.Context | None = None,  # type: ignore[type-arg]
         max_request_bytes: int = MAX_REQUEST_BYTES,
+        curve: CurveServer | None = None,
     ):
+        if curve is not None:
+            if context is not None and context is not curve.authenticator.context:
+                raise ValueError("curve: the socket must be made in the authenticator's context")
+            context = curve.authenticator.context
         self._context = context or zmq.Context.instance()
         self._handler = handler
         self._log = logger or logging.getLogger(f"ruaft.{name}")
@@ -66,6 +79,8 @@ class RpcServer:
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_request_bytes)
         self._socket.setsockopt(zmq.SNDHWM, 100_000)
         self._socket.setsockopt(zmq.RCVHWM, 100_000)
+        if curve is not None:
+            curve.authenticator.secure_server(self._socket, name, curve.key_pair, curve.allowed)
         self._socket.bind(address)
         self.address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._outbox: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
@@ -184,18 +199,26 @@ class RpcClient:
 
     `call` returns the reply map, raises `RpcError` on a definite error reply and
     `TimeoutError` when no reply came in time (the request may or may not have run).
+    With `curve` (this client's key pair) and `server_key` (the server's public key), the
+    connection is CURVE-authenticated and encrypted; a server that does not accept the key
+    never answers (`TimeoutError`).
     """
 
     _ids = itertools.count(1)
 
     def __init__(self, address: str, *, context: zmq.Context | None = None,  # type: ignore[type-arg]
-                 identity: bytes | None = None):
+                 identity: bytes | None = None, curve: CurveKeyPair | None = None,
+                 server_key: bytes | None = None):
+        if (curve is None) != (server_key is None):
+            raise ValueError("a CURVE client needs both its key pair and the server's public key")
         self.address = address
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         if identity is not None:
             self._socket.setsockopt(zmq.IDENTITY, identity)
+        if curve is not None and server_key is not None:
+            secure_client(self._socket, curve, server_key)
         self._socket.connect(address)
 
     def send(self, op: str, **fields: Any) -> int:

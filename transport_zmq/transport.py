@@ -38,6 +38,14 @@ Socket options, and why
 * DEALER ``RECONNECT_IVL`` 50 ms (max 1 s with back-off): a restarted peer is reached quickly.
 * TCP keepalive is left off: ZMTP heartbeats already detect dead connections, at the ZMTP
   level, on every transport.
+* CURVE (only with `curve`): the ROUTER is a CURVE server that admits only the cluster's
+  peer public keys (checked by the `CurveAuthenticator`, which counts and logs refusals);
+  each DEALER is a CURVE client presenting this peer's key pair and expecting the target
+  peer's public key, so it never talks to an impostor either. The key also pins the sender:
+  the ZAP handler names each admitted connection after its key (``User-Id`` "peer-N"), and
+  a frame whose socket identity is not that name (peer 2's key claiming to be peer 1) is
+  dropped as ``sender_mismatch`` and counted as ``refused_identity`` on the "raft" socket.
+  Without keys none of this is set up and the frames take exactly the un-keyed path.
 
 Threading: `send`, `poll` and `close` must be called from one thread (the runtime's event
 loop); ZeroMQ sockets are not thread-safe. `wakeup` and `stats` may be called from any thread.
@@ -65,6 +73,7 @@ import zmq
 
 from ruaft.core.types import Message, PeerId
 
+from .auth import CurveServer, secure_client
 from .codec import DecodeError, DecodeErrorKind, EncodeError, RaftCodec
 from .faults import DROP_DISABLED_WHILE_DELAYED, FaultInjector
 
@@ -218,6 +227,9 @@ class ZmqTransport:
     rest stays queued for the next poll), so a flood of large AppendEntries cannot make one
     batch unbounded in memory or in the time before the event loop gets control back.
     `logger` defaults to ``logging.getLogger("ruaft.transport")``.
+    `curve` (with `peer_keys`, every peer's public key): authenticate and encrypt every link
+    (module docstring); the sockets are then made in ``curve.authenticator.context``, and
+    `context` must be None or that context.
     """
 
     def __init__(
@@ -236,6 +248,8 @@ class ZmqTransport:
         reconnect_ivl_max_ms: int = 1000,
         max_batch: int = 10_000,
         max_batch_bytes: int = 32 << 20,
+        curve: CurveServer | None = None,
+        peer_keys: Mapping[PeerId, bytes] | None = None,
     ) -> None:
         if me not in addresses:
             raise ValueError(f"addresses has no entry for this peer ({me})")
@@ -246,6 +260,12 @@ class ZmqTransport:
             )
         if hwm < 1 or max_batch < 1 or max_batch_bytes < 1:
             raise ValueError("hwm, max_batch and max_batch_bytes must be positive")
+        if curve is not None:
+            if peer_keys is None or not set(addresses) <= set(peer_keys):
+                raise ValueError("curve needs peer_keys with a public key for every peer")
+            if context is not None and context is not curve.authenticator.context:
+                raise ValueError("curve: the sockets must be made in the authenticator's context")
+            context = curve.authenticator.context
         self.me: Final = me
         self.addresses: Final[dict[PeerId, str]] = dict(addresses)
         self.codec: Final = codec
@@ -269,6 +289,7 @@ class ZmqTransport:
         self._delayed: list[tuple[float, int, PeerId, int, bytes]] = []
         self._tiebreak = itertools.count()
         self._peer_of_identity = {peer_identity(p): p for p in addresses}
+        self._curve = curve
 
         self._router: zmq.Socket[Any] | None = None
         self._dealers: dict[PeerId, zmq.Socket[Any]] = {}
@@ -288,6 +309,8 @@ class ZmqTransport:
             router.setsockopt(zmq.ROUTER_HANDOVER, 1)
             for opt, value in heartbeat.items():
                 router.setsockopt(opt, value)
+            if curve is not None:
+                curve.authenticator.secure_server(router, "raft", curve.key_pair, curve.allowed)
             router.bind(self.addresses[me])
 
             for peer, address in sorted(self.addresses.items()):
@@ -305,6 +328,9 @@ class ZmqTransport:
                 dealer.setsockopt(zmq.CONNECT_TIMEOUT, heartbeat_timeout_ms)
                 for opt, value in heartbeat.items():
                     dealer.setsockopt(opt, value)
+                if curve is not None:
+                    assert peer_keys is not None
+                    secure_client(dealer, curve.key_pair, peer_keys[peer])
                 dealer.connect(address)
 
             self._wakeup = _Wakeup()
@@ -437,6 +463,8 @@ class ZmqTransport:
         router = self._router
         assert router is not None
         recv = router.recv
+        # Keyed: the identity frame is checked against the key that opened its connection.
+        recv_identity = self._recv_keyed_identity if self._curve is not None else recv
         getsockopt = router.getsockopt
         decode = self.codec.decode
         faults = self.faults
@@ -450,7 +478,7 @@ class ZmqTransport:
             if nbytes >= max_bytes:
                 break
             try:
-                identity = recv(_NOBLOCK)
+                identity = recv_identity(_NOBLOCK)
             except zmq.Again:
                 break
             # ZeroMQ delivers multi-part messages atomically and a ROUTER prepends the
@@ -498,6 +526,29 @@ class ZmqTransport:
             out.append(msg)
         self._frames_received += received
         self._delivered += len(out) - before
+
+    def _recv_keyed_identity(self, flags: int) -> bytes:
+        """Receive an identity frame on the keyed ROUTER; if the connection's key belongs to
+        another peer than the identity claims, return an identity no peer has (the frame is
+        then dropped as ``sender_mismatch``), count and log it."""
+        assert self._router is not None and self._curve is not None
+        frame = self._router.recv(flags, copy=False)
+        identity = frame.bytes
+        try:
+            user = str(frame.get("User-Id"))
+        except zmq.ZMQError:
+            user = None
+        if user is not None and user.encode() == identity:
+            return identity
+        if identity not in self._peer_of_identity:
+            # Not posing as a peer: e.g. an older connection of a restarted peer, renamed by
+            # ROUTER_HANDOVER. Dropped below as sender_mismatch, as without keys.
+            return identity
+        self._curve.authenticator.count("raft", "refused_identity")
+        self._log_once(identity, "key_mismatch",
+                       "dropping frames from %r: its connection presented the key of %s",
+                       identity[:32], user)
+        return b"\0key-of-" + (user or "?").encode()
 
     def _log_once(self, sender: object, problem: str, fmt: str, *args: object) -> None:
         """Log a dropped message once per (sender, problem): a misbehaving peer must not flood
