@@ -18,6 +18,7 @@ from typing import Callable, Optional, TypeVar
 import typer
 
 from kv.client import BadRequestError, DefiniteError, IndefiniteError, KVClient
+from kv.cli_runner import run_app
 from kv.clusterfile import ClusterFileError, load
 
 EXIT_USAGE = 2
@@ -92,4 +93,5 @@ def get(key: str) -> None:
 
 
 def run() -> None:
-    app()
+    """The `ruaft-kv` console script."""
+    run_app(app, "ruaft-kv")

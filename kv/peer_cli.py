@@ -17,6 +17,7 @@ from typing import Optional
 
 import typer
 
+from kv.cli_runner import run_app
 from kv.clusterfile import ClusterFileError, load
 from kv.server import KVServerConfig, run_server
 
@@ -62,7 +63,8 @@ def main(
 
 
 def run() -> None:
-    app()
+    """The `ruaft-peer` console script."""
+    run_app(app, "ruaft-peer")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import List, Optional
 
 import typer
 
+from kv.cli_runner import run_app
 from kv.clusterfile import CLUSTER_FILE_NAME, ClusterFileError
 from orchestrator.local import KEYS_DIR, LocalCluster, PeerStatus, add_keys, new_spec
 
@@ -342,8 +343,5 @@ def bench(ctx: typer.Context) -> None:
 
 
 def run() -> None:
-    try:
-        app()
-    except ClusterFileError as exc:  # e.g. an unreadable operator key, met mid-command
-        typer.echo(f"ruaft-cluster: {exc}", err=True)
-        sys.exit(2)
+    """The `ruaft-cluster` console script."""
+    run_app(app, "ruaft-cluster")

@@ -187,6 +187,7 @@ BAD_ARGUMENTS = [
     ("ruaft-cluster", ["up", "-n", "0"], "--nodes"),
     ("ruaft-cluster", ["kill", "zero"], "ID"),
     ("ruaft-cluster", ["status", "--no-such-option"], "No such option"),
+    ("ruaft-peer", ["--id", "x"], "--id"),
 ]
 
 
@@ -194,7 +195,8 @@ def test_bad_arguments_exit_2_naming_the_problem(cli: Cli) -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda r: cli.run(r[0], *r[1], expect=2), BAD_ARGUMENTS))
     for (script, args, needle), result in zip(BAD_ARGUMENTS, results):
-        assert needle in result.stderr, str(result)
+        line = one_line_error(result.stderr, f"{script}: error: ")
+        assert needle in line and "--help" in line, str(result)
         assert result.stdout == ""
 
 
