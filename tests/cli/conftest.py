@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
-SCRIPTS = ("ruaft-cluster", "ruaft-kv")
+SCRIPTS = ("ruaft-cluster", "ruaft-kv", "ruaft-peer")
 
 
 @dataclass
