@@ -248,7 +248,7 @@ def _field(document: dict[str, Any], name: str, kind: type | tuple[type, ...], w
 def load(path: str | Path) -> ClusterSpec:
     """Read and validate a cluster file. Raises ClusterFileError naming the file and problem."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != CLUSTER_FILE_NAME:  # a cluster folder, not a damaged file
         path = path / CLUSTER_FILE_NAME
     try:
         document = json.loads(path.read_text())

@@ -136,6 +136,10 @@ UNREADABLE: dict[str, str | bytes | None] = {
 }
 
 
+def content_is_folder(damage: str) -> bool:
+    return UNREADABLE[damage] is None
+
+
 def test_unreadable_cluster_file_is_a_one_line_error(cli: Cli, tmp_path: Path) -> None:
     runs = []
     for n, damage in enumerate(sorted(UNREADABLE)):
@@ -154,7 +158,9 @@ def test_unreadable_cluster_file_is_a_one_line_error(cli: Cli, tmp_path: Path) -
         results = list(pool.map(lambda r: cli.run(r[1], *r[2], expect=2), runs))
     for (damage, script, _), result in zip(runs, results):
         line = one_line_error(result.stderr, f"{script}: ")
-        assert "cluster.json" in line, (damage, line)
+        assert "cluster.json" in line and "cluster.json/cluster.json" not in line, (damage, line)
+        if content_is_folder(damage):
+            assert "Is a directory" in line, line
 
 
 def test_cluster_file_without_read_permission_is_a_one_line_error(cli: Cli, tmp_path: Path) -> None:
