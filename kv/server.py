@@ -9,11 +9,12 @@ are linearizable through ReadIndex (thesis §6.4): no log write, answered once t
 machine has applied the confirmed read index. A non-leader answers `wrong_leader` with the
 leader's id as a hint. Errors are definite (`wrong_leader`, `bad_request`, `too_large`:
 nothing happened) or, on the client's side, indefinite (no answer in time: the write may
-or may not have happened).
+or may not have happened). The requests of one drain of the client socket are handled as a
+batch: its writes are one Raft proposal and its gets share one ReadIndex round.
 
 Locking: the server's lock is always taken before the runtime's (the apply thread holds
 ours while it calls `raft.snapshot`; request handlers hold ours while they call
-`raft.start`), and the runtime never calls back into us while holding its own.
+`raft.start_many`), and the runtime never calls back into us while holding its own.
 """
 
 from __future__ import annotations
