@@ -197,8 +197,9 @@ class RpcServer:
             # refusal, with the same session seq, so one that did take effect applies once.
             self.counters["handler_errors"] += 1
             self._log.exception("batch handler failed on %d requests", len(batch))
-            fields = {"ok": False, "error_kind": "internal", "error": repr(exc)[:200]}
-            replies = [fields] * len(batch)
+            internal: dict[str, Any] = {"ok": False, "error_kind": "internal",
+                                        "error": repr(exc)[:200]}
+            replies = [internal] * len(batch)
         for (identity, request), fields in zip(batch, replies):
             if fields is not None:
                 self.reply(identity, request["id"], fields)
