@@ -82,7 +82,7 @@ class KVStateMachine:
     def snapshot(self) -> bytes:
         """msgpack of (applied index, data, sessions)."""
         sessions = {cid: [seq, result] for cid, (seq, result) in self.sessions.items()}
-        return msgpack.packb([self.applied_index, self.data, sessions], use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb([self.applied_index, self.data, sessions], use_bin_type=True)
 
     def restore(self, snapshot: bytes) -> None:
         """Replace the whole state with a snapshot's. Raises ValueError on a malformed one."""

@@ -127,7 +127,7 @@ class RaftStatus:
 def encode_command(command: Any) -> bytes:
     """Commands travel and persist as msgpack; raises TypeError if not serialisable."""
     try:
-        return msgpack.packb(command, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(command, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"command is not msgpack-serialisable: {exc}") from exc
 

@@ -75,7 +75,7 @@ class RpcServer:
         *,
         name: str = "rpc",
         logger: logging.Logger | None = None,
-        context: zmq.Context | None = None,  # type: ignore[type-arg]
+        context: zmq.Context | None = None,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         batch_handler: BatchHandler | None = None,
         max_batch: int = MAX_BATCH,
@@ -272,7 +272,7 @@ class RpcClient:
 
     _ids = itertools.count(1)
 
-    def __init__(self, address: str, *, context: zmq.Context | None = None,  # type: ignore[type-arg]
+    def __init__(self, address: str, *, context: zmq.Context | None = None,
                  identity: bytes | None = None, curve: CurveKeyPair | None = None,
                  server_key: bytes | None = None):
         if (curve is None) != (server_key is None):
