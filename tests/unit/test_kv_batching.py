@@ -301,3 +301,24 @@ def test_batch_straddling_leadership_loss(server: tuple[KVServer, ScriptedRaft, 
     assert replies.by_id[3] == {"ok": True, "result": None}
     assert srv._sm.data == {"k": "b"}
     assert srv.counters["wrong_leader"] == 1 + 3 + 1
+
+
+def test_full_disk_refuses_a_batch_definitely_and_proposes_nothing(
+        server: tuple[KVServer, ScriptedRaft, Replies]) -> None:
+    """While the runtime reports a storage problem, the batch's writes and reads get the
+    definite `unavailable` disk-full reply at once (counted per request); nothing reaches
+    Raft, and once space returns the same requests are served."""
+    srv, raft, replies = server
+    raft.storage_problem = "raft/data.mdb: 0 bytes free"
+    answer(srv, replies, [put(1, "a", "x", "c1", 1), get(2, "a"), put(3, "b", "y", "c2", 1)])
+    assert raft.proposals == [] and raft.reads == []
+    for request_id, what in [(1, "writes"), (2, "reads"), (3, "writes")]:
+        reply = replies.by_id[request_id]
+        assert reply["ok"] is False and reply["error_kind"] == "unavailable"
+        assert f"cannot accept {what}: disk full" in reply["error"] and "0 bytes free" in reply["error"]
+    assert srv.counters["storage_full"] == 3
+    raft.storage_problem = None
+    answer(srv, replies, [put(4, "a", "x", "c1", 1)])
+    assert raft.proposals == [[raft.proposals[0][0]]]
+    raft.deliver(1, raft.proposals[0][0])
+    assert replies.by_id[4] == {"ok": True, "result": None}
