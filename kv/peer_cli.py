@@ -10,18 +10,28 @@ port.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
-from typing import Optional
+from typing import NoReturn
 
-import typer
-
-from kv.cli_runner import run_app
 from kv.clusterfile import ClusterFileError, load
 from kv.server import KVServerConfig, run_server
 
-app = typer.Typer(add_completion=False, help=__doc__)
+PROG = "ruaft-peer"
+USAGE_EXIT = 2
+"""Exit status for bad arguments and unusable cluster files (as `kv.cli_runner.USAGE_EXIT`)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, not Typer, for the peer process: Typer's parameter handling loads pydantic,
+    which costs every peer ~14 MB of memory and 0.2-0.3 s of start-up (docs/PERFORMANCE.md).
+    Errors keep the one-line shape of the other scripts (`kv.cli_runner`)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
 
 
 def config_from_file(cluster: str, peer_id: int) -> KVServerConfig:
@@ -44,27 +54,31 @@ def config_from_file(cluster: str, peer_id: int) -> KVServerConfig:
     )
 
 
-@app.command()
-def main(
-    cluster: str = typer.Option(..., "--cluster", help="the cluster file (or its folder)"),
-    peer_id: int = typer.Option(..., "--id", help="which peer of the file to run"),
-    verbose: bool = typer.Option(False, "--verbose", help="debug logging (or RUAFT_LOG=DEBUG)"),
-) -> None:
-    """Run one KV peer described by a cluster file until SIGTERM or Ctrl-C."""
+def main(argv: list[str] | None = None) -> int:
+    """Run one KV peer described by a cluster file until SIGTERM or Ctrl-C; returns the exit
+    status (2: bad arguments or an unusable cluster file)."""
+    parser = _Parser(prog=PROG, description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cluster", required=True, help="the cluster file (or its folder)")
+    parser.add_argument("--id", type=int, required=True, dest="peer_id",
+                        help="which peer of the file to run")
+    parser.add_argument("--verbose", action="store_true", help="debug logging (or RUAFT_LOG=DEBUG)")
+    args = parser.parse_args(argv)
     try:
-        config = config_from_file(cluster, peer_id)
+        config = config_from_file(args.cluster, args.peer_id)
     except ClusterFileError as exc:
-        typer.echo(f"ruaft-peer: {exc}", err=True)
-        raise typer.Exit(2)
-    code = run_server(config, verbose)
-    logging.shutdown()
-    sys.stdout.flush()
-    os._exit(code)
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    return run_server(config, args.verbose)
 
 
 def run() -> None:
     """The `ruaft-peer` console script."""
-    run_app(app, "ruaft-peer")
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

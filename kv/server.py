@@ -9,11 +9,12 @@ are linearizable through ReadIndex (thesis §6.4): no log write, answered once t
 machine has applied the confirmed read index. A non-leader answers `wrong_leader` with the
 leader's id as a hint. Errors are definite (`wrong_leader`, `bad_request`, `too_large`:
 nothing happened) or, on the client's side, indefinite (no answer in time: the write may
-or may not have happened).
+or may not have happened). The requests of one drain of the client socket are handled as a
+batch: its writes are one Raft proposal and its gets share one ReadIndex round.
 
 Locking: the server's lock is always taken before the runtime's (the apply thread holds
 ours while it calls `raft.snapshot`; request handlers hold ours while they call
-`raft.start`), and the runtime never calls back into us while holding its own.
+`raft.start_many`), and the runtime never calls back into us while holding its own.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ruaft import CommandApplied, NotLeaderError, Raft, RaftStoppedError, RuntimeConfig, SnapshotApplied
 from ruaft.logsetup import configure_peer_logging
@@ -98,7 +99,9 @@ class KVServer:
         self._lock = threading.Lock()
         self._sm = KVStateMachine()
         self._pending_writes: dict[int, list[_PendingWrite]] = {}
-        self._pending_reads: list[tuple[int, int, bytes, int, str]] = []  # heap by read index
+        # Batches of gets (identity, request id, key) waiting for the state machine to reach
+        # their read index: a heap by read index.
+        self._pending_reads: list[tuple[int, int, list[tuple[bytes, int, str]]]] = []
         self._read_seq = 0
         self.counters: dict[str, int] = {"puts": 0, "appends": 0, "gets": 0, "duplicates": 0,
                                          "bad_requests": 0, "wrong_leader": 0}
@@ -148,7 +151,7 @@ class KVServer:
                          self._snapshot_requested, runtime, transport=self.transport)
         self._raft_assigned.set()
         self.clients = RpcServer(config.client_address, self._handle_client, name="kv",
-                                 curve=client_curve)
+                                 batch_handler=self._handle_batch, curve=client_curve)
         self.control = (
             ControlEndpoint(config.control_address, self.raft, self.transport, self.faults,
                             stats=lambda: {"kv": dict(self.counters),
@@ -172,15 +175,46 @@ class KVServer:
     # ================================================================ client requests
 
     def _handle_client(self, identity: bytes, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """One request on its own: a batch of one."""
+        return self._handle_batch([(identity, request)])[0]
+
+    def _handle_batch(self, batch: Sequence[tuple[bytes, Mapping[str, Any]]]) -> list[dict[str, Any] | None]:
+        """The well-formed requests of one client-socket drain, in arrival order; one reply
+        (None: answered later) per request. All writes of the batch become ONE Raft proposal
+        (`start_many`: one lock, one event-loop wake-up, one AppendEntries round for the
+        lot) and all gets share ONE ReadIndex round (thesis §6.4). Every request of a batch
+        arrived before any of them was answered, so they are concurrent and any order
+        among them is linearizable; writes are proposed first, in arrival order."""
+        replies: list[dict[str, Any] | None] = [None] * len(batch)
+        writes: list[tuple[int, bytes, int, KVCommand]] = []
+        gets: list[tuple[bytes, int, str]] = []
+        for position, (identity, request) in enumerate(batch):
+            op = request["op"]
+            if op in WRITE_OPS:
+                command = self._parse_write(op, request)
+                if isinstance(command, dict):
+                    replies[position] = command
+                else:
+                    writes.append((position, identity, request["id"], command))
+            elif op == "get":
+                key = self._validate_key(request)
+                if isinstance(key, dict):
+                    replies[position] = key
+                else:
+                    gets.append((identity, request["id"], key))
+            else:
+                replies[position] = self._handle_other(request)
+        if writes:
+            self._propose_writes(writes, replies)
+        if gets:
+            self._request_reads(gets)
+        return replies
+
+    def _handle_other(self, request: Mapping[str, Any]) -> dict[str, Any]:
         op = request["op"]
-        request_id: int = request["id"]
-        if op == "get":
-            return self._handle_get(identity, request_id, request)
-        if op in WRITE_OPS:
-            return self._handle_write(identity, request_id, op, request)
         if op == "status":
             status = self.raft.status()
-            return {"ok": True, "id": self.me, "role": status.role.value, "term": status.term,
+            return {"ok": True, "peer_id": self.me, "role": status.role.value, "term": status.term,
                     "leader_id": status.leader_id, "commit_index": status.commit_index,
                     "applied_index": status.applied_index, "last_index": status.last_index,
                     "snapshot_index": status.snapshot_index, "state_bytes": status.state_bytes,
@@ -198,21 +232,24 @@ class KVServer:
             return _error("too_large", f"key longer than {MAX_KEY_BYTES} bytes")
         return key
 
-    def _wrong_leader(self) -> dict[str, Any]:
-        self.counters["wrong_leader"] += 1
+    def _wrong_leader(self, requests: int = 1) -> dict[str, Any]:
+        """The `wrong_leader` reply, counted once per request it answers."""
+        self.counters["wrong_leader"] += requests
         return _error("wrong_leader", f"peer {self.me} is not the leader",
                       leader_hint=self.raft.status().leader_id)
 
-    def _storage_unavailable(self, problem: str) -> dict[str, Any]:
-        """A definite refusal while this peer's disk is full: it could not make the write
-        durable, so it does not propose it (the client tries another peer)."""
-        self.counters["storage_full"] = self.counters.get("storage_full", 0) + 1
-        return _error("unavailable", f"peer {self.me} cannot accept writes: disk full "
+    def _storage_unavailable(self, problem: str, requests: int = 1,
+                             what: str = "writes") -> dict[str, Any]:
+        """A definite refusal while this peer's disk is full: it could not make a write
+        durable, nor confirm a read while its event loop waits for space, so it does neither
+        (the client tries another peer). Counted once per request it answers."""
+        self.counters["storage_full"] = self.counters.get("storage_full", 0) + requests
+        return _error("unavailable", f"peer {self.me} cannot accept {what}: disk full "
                       f"({problem})",
                       leader_hint=self.raft.status().leader_id)
 
-    def _handle_write(self, identity: bytes, request_id: int, op: str,
-                      request: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _parse_write(self, op: str, request: Mapping[str, Any]) -> KVCommand | dict[str, Any]:
+        """The write's command, or the definite error reply for a malformed one."""
         key = self._validate_key(request)
         if isinstance(key, dict):
             return key
@@ -226,56 +263,104 @@ class KVServer:
         if len(value.encode()) > MAX_VALUE_BYTES:
             self.counters["bad_requests"] += 1
             return _error("too_large", f"value longer than {MAX_VALUE_BYTES} bytes")
+        return KVCommand(client_id, seq, op, key, value)
+
+    def _propose_writes(self, writes: list[tuple[int, bytes, int, KVCommand]],
+                        replies: list[dict[str, Any] | None]) -> None:
+        """Propose the batch's writes as one `start_many`; fills `replies` for those answered
+        now (already-applied duplicates, errors); the rest are answered by `_apply`. A
+        request repeated inside the batch (same client and seq) is proposed once and every
+        copy is answered when that entry applies."""
+        with self._lock:
+            commands: list[list[Any]] = []
+            ops: list[str] = []
+            offsets: dict[tuple[str, int], int] = {}
+            waiting: list[tuple[int, int, _PendingWrite]] = []  # (offset, position, pending)
+            for position, identity, request_id, command in writes:
+                if self._sm.is_duplicate(command.client_id, command.seq):
+                    # Already applied (a retry whose first reply was lost): answer from the table.
+                    self.counters["duplicates"] += 1
+                    replies[position] = {"ok": True}
+                    continue
+                session = (command.client_id, command.seq)
+                offset = offsets.get(session)
+                if offset is None:
+                    offset = offsets[session] = len(commands)
+                    commands.append(command.encode())
+                    ops.append(command.op)
+                else:
+                    self.counters["duplicates"] += 1
+                waiting.append((offset, position, _PendingWrite(identity, request_id,
+                                                                command.client_id, command.seq)))
+            if not commands:
+                return
+            problem = self.raft.storage_problem
+            if problem is not None:
+                full = self._storage_unavailable(problem, len(waiting))
+                for _, position, _ in waiting:
+                    replies[position] = full
+                return
+            try:
+                started = self.raft.start_many(commands)
+            except RaftStoppedError:
+                stopping = _error("unavailable", "server is stopping")
+                for _, position, _ in waiting:
+                    replies[position] = stopping
+                return
+            if started is None:
+                wrong = self._wrong_leader(len(waiting))
+                for _, position, _ in waiting:
+                    replies[position] = wrong
+                return
+            for op in ops:
+                self.counters[op + "s"] += 1
+            first = started[0]
+            for offset, _, pending in waiting:
+                self._pending_writes.setdefault(first + offset, []).append(pending)
+
+    def _request_reads(self, gets: list[tuple[bytes, int, str]]) -> None:
+        """One ReadIndex round for all the batch's gets; they are answered together once the
+        state machine has applied the confirmed read index."""
+        self.counters["gets"] += len(gets)
         problem = self.raft.storage_problem
         if problem is not None:
-            return self._storage_unavailable(problem)
-        command = KVCommand(client_id, seq, op, key, value)
-        with self._lock:
-            if self._sm.is_duplicate(client_id, seq):
-                # Already applied (a retry whose first reply was lost): answer from the table.
-                self.counters["duplicates"] += 1
-                return {"ok": True}
-            try:
-                started = self.raft.start(command.encode())
-            except RaftStoppedError:
-                return _error("unavailable", "server is stopping")
-            if started is None:
-                return self._wrong_leader()
-            self.counters[op + "s"] += 1
-            self._pending_writes.setdefault(started[0], []).append(
-                _PendingWrite(identity, request_id, client_id, seq))
-        return None  # answered by _apply once committed
-
-    def _handle_get(self, identity: bytes, request_id: int,
-                    request: Mapping[str, Any]) -> dict[str, Any] | None:
-        key = self._validate_key(request)
-        if isinstance(key, dict):
-            return key
-        self.counters["gets"] += 1
+            full = self._storage_unavailable(problem, len(gets), "reads")
+            for identity, request_id, _ in gets:
+                self.clients.reply(identity, request_id, full)
+            return
         try:
             future = self.raft.request_read()
         except RaftStoppedError:
-            return _error("unavailable", "server is stopping")
+            stopping = _error("unavailable", "server is stopping")
+            for identity, request_id, _ in gets:
+                self.clients.reply(identity, request_id, stopping)
+            return
 
         def confirmed(done: Any) -> None:
             try:
                 read_index = done.result()
             except NotLeaderError:
-                self.clients.reply(identity, request_id, self._wrong_leader())
+                wrong = self._wrong_leader(len(gets))
+                for identity, request_id, _ in gets:
+                    self.clients.reply(identity, request_id, wrong)
                 return
             except RaftStoppedError:
-                self.clients.reply(identity, request_id, _error("unavailable", "server is stopping"))
+                stopping = _error("unavailable", "server is stopping")
+                for identity, request_id, _ in gets:
+                    self.clients.reply(identity, request_id, stopping)
                 return
             with self._lock:
                 if self._sm.applied_index >= read_index:
-                    self.clients.reply(identity, request_id, {"ok": True, "value": self._sm.get(key)})
+                    self._answer_gets(gets)
                 else:
                     self._read_seq += 1
-                    heapq.heappush(self._pending_reads,
-                                   (read_index, self._read_seq, identity, request_id, key))
+                    heapq.heappush(self._pending_reads, (read_index, self._read_seq, gets))
 
         future.add_done_callback(confirmed)
-        return None
+
+    def _answer_gets(self, gets: list[tuple[bytes, int, str]]) -> None:
+        for identity, request_id, key in gets:
+            self.clients.reply(identity, request_id, {"ok": True, "value": self._sm.get(key)})
 
     # ================================================================ apply thread
 
@@ -316,8 +401,7 @@ class KVServer:
 
     def _answer_reads(self) -> None:
         while self._pending_reads and self._pending_reads[0][0] <= self._sm.applied_index:
-            _, _, identity, request_id, key = heapq.heappop(self._pending_reads)
-            self.clients.reply(identity, request_id, {"ok": True, "value": self._sm.get(key)})
+            self._answer_gets(heapq.heappop(self._pending_reads)[2])
 
     def _snapshot_requested(self, applied_index: int) -> None:
         self._raft_assigned.wait()

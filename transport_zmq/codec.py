@@ -52,7 +52,7 @@ from enum import Enum
 from operator import attrgetter
 from typing import Any, Final, NoReturn
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from ruaft.core.types import (
     MESSAGE_TYPES,

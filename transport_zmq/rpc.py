@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence, Tuple
 
 import msgpack
 import zmq
@@ -33,6 +33,15 @@ from .auth import CurveKeyPair, CurveServer, secure_client
 Handler = Callable[[bytes, Mapping[str, Any]], "dict[str, Any] | None"]
 """Called with (client identity, request); returns the reply fields, or None to answer
 later with `RpcServer.reply`."""
+
+BatchHandler = Callable[[Sequence[Tuple[bytes, Mapping[str, Any]]]], "Sequence[dict[str, Any] | None]"]
+"""Called with the well-formed requests of one socket drain, in arrival order, as (client
+identity, request) pairs; returns one reply (or None: answered later) per request, in the
+same order. Lets a server amortise per-request work (one Raft proposal for many writes)."""
+
+MAX_BATCH = 1024
+"""At most this many requests go to a batch handler at once (bounds the latency of the
+first request of a large burst)."""
 
 MAX_REQUEST_BYTES = 16 << 20
 
@@ -49,9 +58,12 @@ class RpcError(Exception):
 
 
 class RpcServer:
-    """A ROUTER bound at `address`, served by one thread calling `handler` per request.
+    """A ROUTER bound at `address`, served by one thread calling `handler` per request, or,
+    when `batch_handler` is given, calling it once per drain of the socket with every
+    well-formed request received (at most `max_batch` at a time; malformed ones are answered
+    here and never reach a handler).
 
-    Threading: `handler` runs on the server thread; `reply` may be called from any thread.
+    Threading: the handlers run on the server thread; `reply` may be called from any thread.
     `close()` stops the thread and closes the socket. With `curve`, the socket is a CURVE
     server named `name` in the authenticator's stats, made in the authenticator's context.
     """
@@ -63,8 +75,10 @@ class RpcServer:
         *,
         name: str = "rpc",
         logger: logging.Logger | None = None,
-        context: zmq.Context | None = None,  # type: ignore[type-arg]
+        context: zmq.Context | None = None,
         max_request_bytes: int = MAX_REQUEST_BYTES,
+        batch_handler: BatchHandler | None = None,
+        max_batch: int = MAX_BATCH,
         curve: CurveServer | None = None,
     ):
         if curve is not None:
@@ -73,6 +87,8 @@ class RpcServer:
             context = curve.authenticator.context
         self._context = context or zmq.Context.instance()
         self._handler = handler
+        self._batch_handler = batch_handler
+        self._max_batch = max(1, max_batch)
         self._log = logger or logging.getLogger(f"ruaft.{name}")
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -151,14 +167,61 @@ class RpcServer:
                 self.counters["send_dropped"] = self.counters.get("send_dropped", 0) + 1
 
     def _drain(self) -> None:
+        if self._batch_handler is not None:
+            self._drain_batches()
+            return
         for _ in range(10_000):
             try:
                 parts = self._socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._serve(parts)
+            request = self._decode(parts)
+            if request is not None:
+                self._serve(parts[0], request)
 
-    def _serve(self, parts: list[bytes]) -> None:
+    def _drain_batches(self) -> None:
+        assert self._batch_handler is not None
+        received = 0
+        while received < 10_000:
+            batch: list[tuple[bytes, Mapping[str, Any]]] = []
+            empty = False
+            while len(batch) < self._max_batch:
+                try:
+                    parts = self._socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    empty = True
+                    break
+                received += 1
+                request = self._decode(parts)
+                if request is not None:
+                    batch.append((parts[0], request))
+            if batch:
+                self._serve_batch(batch)
+            if empty:
+                return
+
+    def _serve_batch(self, batch: list[tuple[bytes, Mapping[str, Any]]]) -> None:
+        assert self._batch_handler is not None
+        try:
+            replies = self._batch_handler(batch)
+            if len(replies) != len(batch):
+                raise RuntimeError(f"batch handler returned {len(replies)} replies for "
+                                   f"{len(batch)} requests")
+        except Exception as exc:
+            # Every request of the batch gets an `internal` error. Clients retry it like any
+            # refusal, with the same session seq, so one that did take effect applies once.
+            self.counters["handler_errors"] += 1
+            self._log.exception("batch handler failed on %d requests", len(batch))
+            internal: dict[str, Any] = {"ok": False, "error_kind": "internal",
+                                        "error": repr(exc)[:200]}
+            replies = [internal] * len(batch)
+        for (identity, request), fields in zip(batch, replies):
+            if fields is not None:
+                self.reply(identity, request["id"], fields)
+
+    def _decode(self, parts: list[bytes]) -> dict[str, Any] | None:
+        """The request of one ROUTER message, or None if it was malformed (then counted,
+        logged once per sender, and answered when its id could be recovered)."""
         identity = parts[0]
         self.counters["requests"] += 1
         request_id: int | None = None
@@ -183,15 +246,18 @@ class RpcServer:
             if request_id is not None:
                 self.reply(identity, request_id,
                            {"ok": False, "error_kind": "malformed", "error": str(exc)[:200]})
-            return
+            return None
+        return request
+
+    def _serve(self, identity: bytes, request: dict[str, Any]) -> None:
         try:
             fields = self._handler(identity, request)
         except Exception as exc:
             self.counters["handler_errors"] += 1
-            self._log.exception("handler failed on %r", op)
+            self._log.exception("handler failed on %r", request["op"])
             fields = {"ok": False, "error_kind": "internal", "error": repr(exc)[:200]}
         if fields is not None:
-            self.reply(identity, request_id, fields)
+            self.reply(identity, request["id"], fields)
 
 
 class RpcClient:
@@ -206,7 +272,7 @@ class RpcClient:
 
     _ids = itertools.count(1)
 
-    def __init__(self, address: str, *, context: zmq.Context | None = None,  # type: ignore[type-arg]
+    def __init__(self, address: str, *, context: zmq.Context | None = None,
                  identity: bytes | None = None, curve: CurveKeyPair | None = None,
                  server_key: bytes | None = None):
         if (curve is None) != (server_key is None):

@@ -256,17 +256,29 @@ class DurabilityRun:
         """Open peer `peer`'s store (it must be stopped; the open validates every record) and
         rebuild its KV state from the snapshot and the log, every entry of which must be
         committed (see `wait_caught_up`)."""
-        storage = LmdbStorage(str(self.cluster.spec.data_dir(peer) / "raft"),
-                              cluster_id=self.cluster.spec.cluster_id)
-        try:
-            initial = storage.initial_state()
-        finally:
-            storage.close()
-        machine = KVStateMachine()
-        if initial.snapshot is not None:
-            machine.restore(initial.snapshot.data)
-        for entry in initial.entries:
-            command = decode_command(entry.data)
-            if command is not None:
-                machine.apply(entry.index, KVCommand.decode(command))
+        machine = replay_store(self.cluster.spec.data_dir(peer) / "raft", self.cluster.spec.cluster_id)
         return {key: machine.get(key) for key in self.keys}
+
+
+def replay_store(store_dir: Path, cluster_id: str, through: int | None = None) -> KVStateMachine:
+    """Open a stopped peer's store (the open validates it: checksums, format, cluster id) and
+    apply its snapshot and log, through index `through` if given (the store must reach it),
+    to a fresh state machine."""
+    storage = LmdbStorage(str(store_dir), cluster_id=cluster_id)
+    try:
+        initial = storage.initial_state()
+    finally:
+        storage.close()
+    machine = KVStateMachine()
+    if initial.snapshot is not None:
+        machine.restore(initial.snapshot.data)
+    if through is not None:
+        last = initial.entries[-1].index if initial.entries else 0
+        assert last >= through, f"the store ends at {last} < {through}"
+    for entry in initial.entries:
+        if through is not None and entry.index > through:
+            break
+        command = decode_command(entry.data)
+        if command is not None:
+            machine.apply(entry.index, KVCommand.decode(command))
+    return machine

@@ -19,14 +19,13 @@ from typing import Iterator
 
 import pytest
 
-from kv.state_machine import KVCommand, KVStateMachine
 from orchestrator.kvcluster import KVCluster
 from ruaft import Raft, RuntimeConfig
-from ruaft.node import decode_command
 from ruaft.core.types import Config
 from ruaft.storage import LmdbStorage
 from ruaft.testing.network import InMemoryNetwork
 from tests.hardening.client_load import ClientLoad
+from tests.hardening.kv_durability import replay_store
 from tests.kv.generic import check_history
 from tests.unit.test_runtime import PEERS, FillingStorage
 from transport_zmq.rpc import RpcClient, RpcError
@@ -183,28 +182,6 @@ def make_leader(cfg: KVCluster, target: int) -> None:
     assert cfg.check_one_leader() == target, f"could not make peer {target} the leader"
 
 
-def replay(store_dir: Path, cluster_id: str, through: int) -> dict[str, str]:
-    """Open the store (which validates it: checksums, format, cluster id) and apply its log
-    through index `through` to a fresh state machine."""
-    storage = LmdbStorage(store_dir, cluster_id=cluster_id)
-    try:
-        initial = storage.initial_state()
-    finally:
-        storage.close()
-    sm = KVStateMachine()
-    if initial.snapshot is not None:
-        sm.restore(initial.snapshot.data)
-    assert initial.entries and initial.entries[-1].index >= through, (
-        f"the store ends at {initial.entries[-1].index if initial.entries else 0} < {through}")
-    for entry in initial.entries:
-        if entry.index > through:
-            break
-        command = decode_command(entry.data)
-        if command is not None:
-            sm.apply(entry.index, KVCommand.decode(command))
-    return sm.data
-
-
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("role", ["follower", "leader"])
 def test_full_disk_on_one_peer(tmp_path: Path, role: str) -> None:
@@ -314,7 +291,7 @@ def test_full_disk_on_one_peer(tmp_path: Path, role: str) -> None:
             time.sleep(0.05)
         cfg.cleanup(check=True)  # fails on a peer that died or reported an error
 
-        replayed = replay(base / f"peer-{FULL_PEER}" / "raft", cfg.cluster_id, commit)
+        replayed = replay_store(base / f"peer-{FULL_PEER}" / "raft", cfg.cluster_id, commit).data
         for key in load.keys:
             assert replayed.get(key, "") == values[key], (
                 f"peer {FULL_PEER}'s store disagrees on {key!r}")

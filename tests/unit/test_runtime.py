@@ -103,6 +103,20 @@ def test_elect_and_replicate(cluster: Cluster) -> None:
     assert [logs[0][i[0]] for i in indexes] == [{"n": i} for i in range(20)]  # type: ignore[index]
 
 
+def test_start_many_batch_is_applied_in_order_and_waiters_wake(cluster: Cluster) -> None:
+    """A batch's committed entries reach the apply thread as one hand-off: each is still
+    delivered once, in order (the Applier asserts it), and `wait_applied` wakes for it."""
+    leader = cluster.leader()
+    raft = cluster.rafts[leader]
+    assert raft is not None
+    started = raft.start_many([{"b": i} for i in range(200)])
+    assert started is not None
+    first, _ = started
+    cluster.wait_all_applied(first + 199, PEERS)
+    assert [cluster.appliers[leader].log[first + i] for i in range(200)] == [{"b": i} for i in range(200)]
+    assert raft.status().applied_index >= first + 199
+
+
 def test_follower_cannot_start(cluster: Cluster) -> None:
     leader = cluster.leader()
     follower = next(p for p in PEERS if p != leader)
@@ -116,6 +130,8 @@ def test_read_index_on_leader_and_follower(cluster: Cluster) -> None:
     index, _ = raft.start("w")  # type: ignore[misc]
     cluster.wait_all_applied(index, [leader])
     assert raft.read_index(timeout=5) >= index
+    import asyncio
+    assert asyncio.run(asyncio.wait_for(raft.read_index_async(), 5)) >= index
     follower = next(p for p in PEERS if p != leader)
     from ruaft import NotLeaderError
     with pytest.raises(NotLeaderError):
