@@ -8,21 +8,20 @@ import pytest
 
 #: The repository root (tests/checker/conftest.py -> parents[2]).
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Golden histories live beside the repository, in shared/ (see the fixtures README).
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "linearizability"
+#: Golden histories (Porcupine's MIT-licensed test data; see the README and licence there).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "linearizability"
 
 
 class FixturePath:
-    """Callable: fixture name (e.g. ``"c01-ok"``) -> path; skips the test if absent."""
+    """Callable: fixture name (e.g. ``"c01-ok"``) -> path of the golden history."""
 
     def __call__(self, name: str) -> Path:
         path = FIXTURES / "kv" / f"{name}.txt"
-        if not path.is_file():
-            pytest.skip(f"golden fixture {path} is missing (expected shared/ beside the repository)")
+        assert path.is_file(), f"golden fixture {path} is missing"
         return path
 
 
 @pytest.fixture
 def fixture_path() -> FixturePath:
-    """Returns a callable giving the path of a golden kv history, skipping if absent."""
+    """Returns a callable giving the path of a golden kv history."""
     return FixturePath()
