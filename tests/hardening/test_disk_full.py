@@ -139,6 +139,21 @@ def write_refusal(address: str, seq: int) -> RpcError | None:
     return None
 
 
+def wait_disk_full_refusal(address: str, first_seq: int, timeout: float = 20.0) -> tuple[RpcError, int]:
+    """Probe the peer's client port with writes (seq `first_seq`, then +1 each probe) until
+    it answers the definite `unavailable` refusal of a full disk, for at most `timeout`;
+    returns the refusal and the last seq used. Fails the test if it never refuses."""
+    deadline = time.monotonic() + timeout
+    seq = first_seq
+    while True:
+        refusal = write_refusal(address, seq)
+        if refusal is not None and refusal.kind == "unavailable":
+            return refusal, seq
+        assert time.monotonic() < deadline, f"{address} on a full disk did not refuse writes: {refusal}"
+        seq += 1
+        time.sleep(0.05)
+
+
 def state(cfg: KVCluster, i: int) -> dict | None:
     return cfg._call(i, "get_state")
 
@@ -208,16 +223,7 @@ def test_full_disk_on_one_peer(tmp_path: Path, role: str) -> None:
                 new_leader = wait_leader(cfg, {0, 1}, timeout=5)
                 print(f"peer {new_leader} leads {time.monotonic() - filled_at:.2f} s after the "
                       "leader's disk filled")
-            probe = 0
-            refusal = None
-            while time.monotonic() - filled_at < 20:
-                probe += 1
-                refusal = write_refusal(cfg.client_addresses[FULL_PEER], probe)
-                if refusal is not None and refusal.kind == "unavailable":
-                    break
-                time.sleep(0.05)
-            assert refusal is not None and refusal.kind == "unavailable", (
-                f"peer {FULL_PEER} on a full disk did not refuse writes: {refusal}")
+            refusal, probe = wait_disk_full_refusal(cfg.client_addresses[FULL_PEER], 1)
             assert "disk full" in refusal.message, refusal.message
             print(f"full peer refused a write {time.monotonic() - filled_at:.2f} s after the "
                   f"fill: {refusal.message[:160]}")
@@ -241,16 +247,8 @@ def test_full_disk_on_one_peer(tmp_path: Path, role: str) -> None:
                 cfg.start1(FULL_PEER)
                 cfg.wait_ready()
                 cfg.connect(FULL_PEER)
-                restarted_at = time.monotonic()
-                refusal = None
-                while time.monotonic() - restarted_at < 20:
-                    probe += 1
-                    refusal = write_refusal(cfg.client_addresses[FULL_PEER], probe)
-                    if refusal is not None and refusal.kind == "unavailable":
-                        break
-                    time.sleep(0.05)
-                assert refusal is not None and refusal.kind == "unavailable", (
-                    f"the peer restarted on a full disk did not pause: {refusal}")
+                # The peer restarted on the full disk pauses again and refuses.
+                refusal, probe = wait_disk_full_refusal(cfg.client_addresses[FULL_PEER], probe + 2)
                 assert load.wait_acknowledged(load.acknowledged + 20, timeout=20)
                 print("restarted on the full disk: paused again, cluster still serving")
 
