@@ -104,7 +104,7 @@ class KVServer:
         self._pending_reads: list[tuple[int, int, list[tuple[bytes, int, str]]]] = []
         self._read_seq = 0
         self.counters: dict[str, int] = {"puts": 0, "appends": 0, "gets": 0, "duplicates": 0,
-                                         "bad_requests": 0, "wrong_leader": 0}
+                                         "bad_requests": 0, "wrong_leader": 0, "storage_full": 0}
         self.errors: list[str] = []
         test_mode = config.control_address is not None
         self.faults = FaultInjector(seed=config.seed) if test_mode else None
@@ -243,7 +243,7 @@ class KVServer:
         """A definite refusal while this peer's disk is full: it could not make a write
         durable, nor confirm a read while its event loop waits for space, so it does neither
         (the client tries another peer). Counted once per request it answers."""
-        self.counters["storage_full"] = self.counters.get("storage_full", 0) + requests
+        self.counters["storage_full"] += requests
         return _error("unavailable", f"peer {self.me} cannot accept {what}: disk full "
                       f"({problem})",
                       leader_hint=self.raft.status().leader_id)
